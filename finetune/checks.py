@@ -1,0 +1,247 @@
+"""Value checks for run-file fields, and the builder that applies them to every section.
+
+Each check returns the value (normalised: "2e-4" becomes 2e-4, a single string target stays a string)
+or raises Invalid with the tail of a message; the builder prefixes `section.key: ` and collects every
+problem, so a user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+
+
+class Invalid(Exception):
+    pass
+
+
+def show(value) -> str:
+    """A value as it would be typed in the run file."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+class Num:
+    """A real number within bounds. YAML reads 2e-4 (no dot) as a string: accept it as the number it is."""
+
+    whole = False
+
+    def __init__(self, ge=None, gt=None, le=None, lt=None):
+        self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
+
+    def bounds(self) -> str:
+        parts = [f"{op} {v}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if v is not None]
+        return " and ".join(parts)
+
+    def expected(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        return f"{kind} {self.bounds()}".strip()
+
+    def __call__(self, value):
+        v = value
+        if isinstance(v, str):
+            try:
+                v = float(v.strip())
+            except ValueError:
+                raise Invalid(f"must be {self.expected()}, got {show(value)}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise Invalid(f"must be {self.expected()}, got {show(value)}")
+        if self.whole:
+            if v != int(v):
+                raise Invalid(f"must be {self.expected()}, got {show(value)}")
+            v = int(v)
+        if ((self.ge is not None and v < self.ge) or (self.gt is not None and v <= self.gt)
+                or (self.le is not None and v > self.le) or (self.lt is not None and v >= self.lt)):
+            raise Invalid(f"must be {self.expected()}, got {show(value)}")
+        return v
+
+
+class Int(Num):
+    whole = True
+
+
+class Flag:
+    def __call__(self, value):
+        if not isinstance(value, bool):
+            raise Invalid(f"must be true or false, got {show(value)}")
+        return value
+
+
+class Str:
+    def __init__(self, nonempty=False):
+        self.nonempty = nonempty
+
+    def __call__(self, value):
+        if not isinstance(value, str) or (self.nonempty and not value.strip()):
+            raise Invalid(f"must be {'a non-empty' if self.nonempty else 'a'} string, got {show(value)}")
+        return value.strip()
+
+
+class Choice:
+    def __init__(self, *choices):
+        self.choices = choices
+
+    def __call__(self, value):
+        for c in self.choices:
+            # `True == 1` in Python: compare types too, so r-like numbers never pass as flags.
+            if type(c) is type(value) and c == value:
+                return value
+            if isinstance(c, str) and isinstance(value, str) and c.lower() == value.strip().lower():
+                return c
+        options = ", ".join(show(c) for c in self.choices)
+        hint = did_you_mean(value, [c for c in self.choices if isinstance(c, str)]) if isinstance(value, str) else ""
+        raise Invalid(f"must be one of {options}, got {show(value)}{hint}")
+
+
+class Optional:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, value):
+        return None if value is None else self.inner(value)
+
+
+class StrOrList:
+    """One string (a regular expression for targets) or a list of names."""
+
+    def __init__(self, nonempty=False):
+        self.nonempty = nonempty
+
+    def __call__(self, value):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v.strip() for v in value):
+            if self.nonempty and not value:
+                raise Invalid("must name at least one module, got an empty list")
+            return [v.strip() for v in value]
+        raise Invalid(f"must be a string or a list of names, got {show(value)}")
+
+
+class IntOrList:
+    def __init__(self, ge=0):
+        self.item = Int(ge=ge)
+
+    def __call__(self, value):
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise Invalid("must list at least one index, got an empty list")
+            return [self.item(v) for v in value]
+        return self.item(value)
+
+
+class Dict:
+    """{name or regular expression: value}, each value checked."""
+
+    def __init__(self, value_check):
+        self.value_check = value_check
+
+    def __call__(self, value):
+        if not isinstance(value, dict):
+            raise Invalid(f"must be a mapping of module name to value, got {show(value)}")
+        out = {}
+        for k, v in value.items():
+            try:
+                out[str(k)] = self.value_check(v)
+            except Invalid as exc:
+                raise Invalid(f"{show(str(k))} {exc}") from None
+        return out
+
+
+def did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def build_section(cls, name: str, raw, problems: list, extra_ok=None, unsupported=()):
+    """One section: check each key, collect problems; returns (instance, extra keys accepted by extra_ok)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{name}: must be a mapping of settings, got {show(raw)}")
+        return cls(), {}
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values, extra = {}, {}
+    for key, value in raw.items():
+        key = str(key)
+        f = known.get(key)
+        if f is None:
+            if key in unsupported:
+                problems.append(f"{name}.{key}: not supported by LoRA Launchpad (it changes what trains in a way "
+                                "the parameter count does not model)")
+            elif extra_ok is not None and (msg := extra_ok(key, value)) is not None:
+                if msg:
+                    problems.append(f"{name}.{key}: {msg}")
+                else:
+                    extra[key] = value
+            else:
+                problems.append(f"{name}.{key}: unknown key{did_you_mean(key, known)}")
+            continue
+        try:
+            values[key] = f.metadata["check"](value)
+        except Invalid as exc:
+            problems.append(f"{name}.{key}: {exc}")
+    return cls(**values), extra
+
+
+def check_training_extra(key: str, value):
+    """A training key we do not declare: accept it if trl.SFTConfig has it, with a value of the right kind.
+    Returns "" to accept, a message to refuse, or None when the key is unknown. Imports TRL only here."""
+    from finetune.sft_fields import sft_field_kinds
+
+    kinds = sft_field_kinds()
+    if key not in kinds:
+        return None
+    kind = kinds[key]
+    checker = {"bool": Flag(), "int": Int(), "float": Num(), "str": Str()}.get(kind)
+    if checker is None:
+        return ""
+    try:
+        checker(value)
+    except Invalid as exc:
+        return str(exc)
+    return ""
+
+
+def build_run(run_cls, raw: dict):
+    from finetune.config import SECTIONS, UNSUPPORTED
+    from finetune.errors import RunFileError
+
+    if not isinstance(raw, dict):
+        raise RunFileError(f"run file: must be a mapping with sections {', '.join(SECTIONS)}, got {show(raw)}")
+    problems: list[str] = []
+    for key in raw:
+        if key not in SECTIONS:
+            problems.append(f"{key}: unknown section{did_you_mean(key, SECTIONS)}; "
+                            f"the sections are {', '.join(SECTIONS)}")
+    built, extra = {}, {}
+    for name, cls in SECTIONS.items():
+        extra_ok = check_training_extra if name == "training" else None
+        built[name], found = build_section(cls, name, raw.get(name), problems, extra_ok, UNSUPPORTED.get(name, ()))
+        extra.update(found)
+    run = run_cls(**built, training_extra=extra)
+    problems += cross_checks(run)
+    if problems:
+        raise RunFileError(problems)
+    return run
+
+
+def cross_checks(run) -> list[str]:
+    """Rules that involve two fields."""
+    out = []
+    lora = run.lora
+    if lora.layers_pattern is not None and lora.layers_to_transform is None:
+        out.append("lora.layers_pattern: only means something with lora.layers_to_transform, which is not set")
+    if lora.layers_to_transform is not None and isinstance(lora.target_modules, str) \
+            and lora.target_modules != "all-linear":
+        out.append("lora.layers_to_transform: cannot be combined with a regular expression in "
+                   "lora.target_modules (PEFT ignores it there); list the module names instead")
+    if run.training.max_steps == 0:
+        out.append("training.max_steps: must be -1 (use num_train_epochs) or a whole number >= 1, got 0")
+    return out

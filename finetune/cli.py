@@ -1,0 +1,118 @@
+"""`python -m finetune`: count, train, presets, export.
+
+Exit codes: 0 done; 2 invalid input (one `error: ...` line per problem on stderr, never a traceback);
+1 the job failed while running (its status.json says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from finetune.errors import RunFileError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad arguments already; make its message one `error:` line like ours."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_INVALID)
+
+
+def report(problems) -> int:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def count_one(path: str) -> dict:
+    from finetune.config import load_run
+    from finetune.count import count_run
+
+    return count_run(load_run(path)).to_json(path)
+
+
+def format_count(result: dict) -> str:
+    """A count for people: the totals, then one line per adapted module group."""
+    lines = [f"{result['config']}: {result['trainable']:,} trainable of {result['total']:,} "
+             f"({result['percent']:.4f}%)"]
+    for name, info in result.get("modules", {}).items():
+        shape = info.get("shape")
+        shape = " x ".join(map(str, shape)) if isinstance(shape, (list, tuple)) else shape or ""
+        lines.append(f"  {name:<20} {info.get('layers', ''):>4} layers  {shape:<14} {info.get('params', 0):>14,}")
+    return "\n".join(lines)
+
+
+def cmd_count(args) -> int:
+    failed = False
+    for path in args.runs:
+        try:
+            result = count_one(path)
+        except RunFileError as exc:
+            failed = True
+            if args.json:
+                print(json.dumps({"config": path, "error": "; ".join(exc.problems)}), flush=True)
+            else:
+                report(f"{path}: {p}" if not p.startswith(path) else p for p in exc.problems)
+            continue
+        print(json.dumps(result) if args.json else format_count(result), flush=True)
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def cmd_train(args) -> int:
+    from finetune.train import main as train_main
+
+    return train_main(args.run, resume=args.resume)
+
+
+def cmd_presets(args) -> int:
+    from finetune.presets import list_presets
+
+    for preset in list_presets():
+        print(f"{preset['name']:<16} {preset['about']}")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from finetune.config import load_run
+    from finetune.export import export
+
+    print(export(load_run(args.run), args.to), end="")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m finetune", description="LoRA Launchpad: configure, count and train LoRA "
+                    "and QLoRA fine-tunes from one run file.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    p = sub.add_parser("count", help="trainable and total parameters, exactly as PEFT reports them, from "
+                       "config.json alone")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run files (YAML or JSON)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file and line")
+    p.set_defaults(func=cmd_count)
+    p = sub.add_parser("train", help="run the training job in the foreground, writing training.output_dir")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--resume", action="store_true", help="go on from the last checkpoint in training.output_dir")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("presets", help="list the presets (presets/*.yaml)")
+    p.set_defaults(func=cmd_presets)
+    p = sub.add_parser("export", help="the same settings as PEFT + TRL code or an Axolotl config")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--to", choices=["peft", "axolotl"], required=True)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RunFileError as exc:
+        return report(exc.problems)
+    except KeyboardInterrupt:
+        return EXIT_FAILED

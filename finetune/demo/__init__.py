@@ -1,0 +1,20 @@
+"""The built-in demo: a tiny real causal LM and a small dataset made by this project (see build.py),
+so that the app and the tests work offline. `demo` in a run file's model.name_or_path or data.path
+stands for them."""
+
+from pathlib import Path
+
+from finetune.config import DEMO
+
+HERE = Path(__file__).parent
+MODEL_DIR = HERE / "model"          # config.json, model.safetensors, tokenizer files with a chat template
+DATA_FILE = HERE / "data" / "train.jsonl"
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A run file's model.name_or_path as transformers should see it."""
+    return str(MODEL_DIR) if name_or_path == DEMO else name_or_path
+
+
+def resolve_data(path: str) -> str:
+    return str(DATA_FILE) if path == DEMO else path
