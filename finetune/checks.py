@@ -238,8 +238,10 @@ def cross_checks(run) -> list[str]:
     lora = run.lora
     if lora.layers_pattern is not None and lora.layers_to_transform is None:
         out.append("lora.layers_pattern: only means something with lora.layers_to_transform, which is not set")
-    if lora.layers_to_transform is not None and isinstance(lora.target_modules, str) \
-            and lora.target_modules != "all-linear":
+    if lora.layers_to_transform is not None and lora.target_modules == "all-linear":
+        out.append("lora.layers_to_transform: cannot be combined with target_modules all-linear (PEFT refuses "
+                   "the pair); list the module names instead")
+    elif lora.layers_to_transform is not None and isinstance(lora.target_modules, str):
         out.append("lora.layers_to_transform: cannot be combined with a regular expression in "
                    "lora.target_modules (PEFT ignores it there); list the module names instead")
     if run.training.max_steps == 0:

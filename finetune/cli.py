@@ -42,8 +42,10 @@ def format_count(result: dict) -> str:
     lines = [f"{result['config']}: {result['trainable']:,} trainable of {result['total']:,} "
              f"({result['percent']:.4f}%)"]
     for name, info in result.get("modules", {}).items():
-        shape = info.get("shape")
-        shape = " x ".join(map(str, shape)) if isinstance(shape, (list, tuple)) else shape or ""
+        shape = info.get("shape") or []
+        # One [in, out] pair, or several when one short name has several shapes (GPT-2's c_proj).
+        pairs = shape if shape and isinstance(shape[0], (list, tuple)) else [shape] if shape else []
+        shape = ", ".join(" x ".join(map(str, pair)) for pair in pairs)
         lines.append(f"  {name:<20} {info.get('layers', ''):>4} layers  {shape:<14} {info.get('params', 0):>14,}")
     return "\n".join(lines)
 
@@ -58,7 +60,9 @@ def cmd_count(args) -> int:
             if args.json:
                 print(json.dumps({"config": path, "error": "; ".join(exc.problems)}), flush=True)
             else:
-                report(f"{path}: {p}" if not p.startswith(path) else p for p in exc.problems)
+                # With several files, say which one each problem is in.
+                several = len(args.runs) > 1
+                report(f"{path}: {p}" if several and not p.startswith(path) else p for p in exc.problems)
             continue
         print(json.dumps(result) if args.json else format_count(result), flush=True)
     return EXIT_INVALID if failed else EXIT_OK

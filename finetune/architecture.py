@@ -1,0 +1,295 @@
+"""What a model is made of, read from its config.json alone: every module and parameter, without weights.
+
+The model is built on PyTorch's meta device (shapes, no memory), walked once, and dropped; what is kept is
+plain data (a `Skeleton`), cheap to hold even for a 70B config. `finetune.count` computes PEFT's numbers from
+it, and the UI shows one checkbox per adaptable module group (`Skeleton.adaptable()`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finetune.errors import RunFileError
+
+FIELD = "model.name_or_path"
+
+# Layer kinds PEFT's LoRA can wrap, by the name this project gives them. torch's own Conv1d/Conv2d and
+# MultiheadAttention are adaptable by PEFT too, but no causal LM of interest targets them: they are "other".
+LINEAR, CONV1D, EMBEDDING, OTHER = "linear", "conv1d", "embedding", "other"
+ADAPTABLE = (LINEAR, CONV1D, EMBEDDING)
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str                 # full dotted name, as model.named_modules() gives it
+    kind: str                 # linear | conv1d | embedding | other
+    cls: str                  # class name, for messages ("LlamaRMSNorm")
+    in_features: int = 0      # Linear/Conv1D: inputs; Embedding: vocabulary size
+    out_features: int = 0     # Linear/Conv1D: outputs; Embedding: embedding size
+    has_bias: bool = False
+    params: tuple = ()        # its own (non-recursive) parameters: (local name, index into Skeleton.param_names)
+
+    @property
+    def short(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+    @property
+    def adaptable(self) -> bool:
+        return self.kind in ADAPTABLE
+
+
+@dataclass(frozen=True)
+class Group:
+    """Adaptable modules sharing a short name: what one entry of target_modules selects."""
+    name: str                 # short name: q_proj, c_attn, embed_tokens, lm_head ...
+    kind: str
+    shapes: tuple             # distinct (in, out) pairs, in model order
+    layers: int               # how many modules carry this name
+    params: int               # their base parameters (weights and biases)
+    all_linear: bool          # whether target_modules "all-linear" takes them
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    source: str               # what the run file said (a Hub id, a folder, "demo")
+    model_type: str
+    architecture: str         # class built by AutoModelForCausalLM, e.g. LlamaForCausalLM
+    modules: tuple            # Module, in named_modules() order, the root ("") left out
+    param_names: tuple        # unique parameters in named_parameters() order (tied weights once)
+    param_numels: tuple
+    output_name: str | None   # the output embedding (lm_head), left out of "all-linear"
+    input_name: str | None    # the input embedding
+    tied: bool                # lm_head shares the input embedding's weight
+    total: int                # sum of param_numels: what PEFT reports as "all params" before adapters
+    # Per-skeleton memo of target matching (finetune.targets), so moving r or alpha only redoes arithmetic.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def by_name(self) -> dict:
+        found = self.memo.get("by_name")
+        if found is None:
+            found = self.memo["by_name"] = {m.name: m for m in self.modules}
+        return found
+
+    def adaptable(self) -> list[Group]:
+        """What LoRA can adapt, grouped by short name, in model order."""
+        found = self.memo.get("groups")
+        if found is not None:
+            return found
+        order: dict[str, list[Module]] = {}
+        for m in self.modules:
+            if m.adaptable:
+                order.setdefault(m.short, []).append(m)
+        groups = []
+        for short, mods in order.items():
+            shapes = tuple(dict.fromkeys((m.in_features, m.out_features) for m in mods))
+            params = sum(self.param_numels[i] for i in {i for m in mods for _, i in m.params})
+            all_linear = any(m.kind in (LINEAR, CONV1D) and m.name != self.output_name for m in mods)
+            groups.append(Group(short, mods[0].kind, shapes, len(mods), params, all_linear))
+        self.memo["groups"] = groups
+        return groups
+
+
+# --- reading config.json --------------------------------------------------------------------------------
+
+def _config_file(source: str, path: str, revision: str | None) -> Path:
+    """The local config.json of a folder, or of a Hub repository (downloaded alone, and cached by the Hub client)."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        found = local / "config.json"
+        if not found.is_file():
+            raise RunFileError(f'{FIELD}: the folder "{source}" has no config.json')
+        return found
+    if local.exists():
+        raise RunFileError(f'{FIELD}: "{source}" is a file; give the model folder (with config.json) or a Hub id')
+    looks_local = path.startswith(("/", "./", "../", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path
+    if looks_local:
+        raise RunFileError(f'{FIELD}: no such folder "{source}"')
+    return _hub_config(source, path, revision)
+
+
+def _hub_config(source: str, repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError,
+                                        RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+
+    where = f'"{source}"' + (f" at revision {revision!r}" if revision else "")
+    try:
+        return Path(hf_hub_download(repo_id, "config.json", revision=revision))
+    except HFValidationError:
+        raise RunFileError(f'{FIELD}: "{source}" is neither a local folder nor a valid Hub model id') from None
+    except GatedRepoError:
+        raise RunFileError(f"{FIELD}: {where} is gated on the Hugging Face Hub; accept its terms and log in "
+                           "(hf auth login or HF_TOKEN)") from None
+    except RepositoryNotFoundError:
+        raise RunFileError(f'{FIELD}: no local folder or Hub model named "{source}" (a private model needs '
+                           "HF_TOKEN)") from None
+    except RevisionNotFoundError:
+        raise RunFileError(f'model.revision: {revision!r} is not a branch, tag or commit of "{source}"') from None
+    except RemoteEntryNotFoundError:
+        raise RunFileError(f"{FIELD}: the Hub repository {where} has no config.json") from None
+    except (LocalEntryNotFoundError, Exception):
+        # Offline mode, no network, a proxy, a timeout: all say the same to the user.
+        raise RunFileError(_offline(where)) from None
+
+
+def _offline(where: str) -> str:
+    return (f"{FIELD}: cannot read config.json of {where} from the Hugging Face Hub (offline?); "
+            "check the name and the network, or give a local model folder")
+
+
+def _load_config(source: str, config_file: Path, trust_remote_code: bool, hub_id: str | None, revision):
+    from transformers import AutoConfig
+
+    try:
+        raw = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFileError(f'{FIELD}: config.json of "{source}" cannot be read: {exc}') from None
+    if not isinstance(raw, dict) or (not raw.get("model_type") and "auto_map" not in raw):
+        raise RunFileError(f'{FIELD}: config.json of "{source}" has no "model_type", so transformers cannot '
+                           "tell which architecture it is")
+    if raw.get("model_type") not in _known_types():
+        if "auto_map" not in raw:
+            raise RunFileError(f'{FIELD}: "{source}" is a {raw.get("model_type")!r} model, an architecture this '
+                               "version of transformers does not know (upgrade transformers?)")
+        if not trust_remote_code:
+            raise RunFileError(f'{FIELD}: "{source}" uses its own model code; set model.trust_remote_code: true '
+                               "if you trust its author")
+    # Remote code from the Hub needs the repository's .py files next to config.json: let transformers fetch them.
+    where = hub_id if (hub_id and trust_remote_code and "auto_map" in raw) else str(config_file.parent)
+    try:
+        return AutoConfig.from_pretrained(where, revision=revision if where == hub_id else None,
+                                          trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunFileError(f'{FIELD}: config.json of "{source}" is not valid: {_first_line(exc)}') from None
+    except Exception as exc:
+        raise RunFileError(f'{FIELD}: config.json of "{source}" cannot be loaded: {_first_line(exc)}') from None
+
+
+def _known_types() -> set:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    return set(CONFIG_MAPPING_NAMES)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+# --- walking the model ----------------------------------------------------------------------------------
+
+def _build(source: str, config, trust_remote_code: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise RunFileError(f'{FIELD}: "{source}" is a {config.model_type!r} model, which transformers cannot '
+                               "load as a causal language model (AutoModelForCausalLM)") from None
+        raise RunFileError(f'{FIELD}: transformers cannot build "{source}" from its config.json: '
+                           f"{_first_line(exc)}") from None
+    except Exception as exc:  # a config with impossible sizes fails deep inside the model's constructor
+        raise RunFileError(f'{FIELD}: transformers cannot build "{source}" from its config.json: '
+                           f"{_first_line(exc)}") from None
+
+
+def _walk(source: str, model) -> Skeleton:
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    param_index: dict[int, int] = {}
+    names, numels = [], []
+    for name, p in model.named_parameters():   # dedups tied weights exactly as PEFT's count does
+        param_index[id(p)] = len(names)
+        names.append(name)
+        numels.append(p.numel())
+
+    out_emb, in_emb = model.get_output_embeddings(), model.get_input_embeddings()
+    output_name = input_name = None
+    modules = []
+    for name, mod in model.named_modules():
+        if mod is out_emb:
+            output_name = name
+        if mod is in_emb:
+            input_name = name
+        if not name:
+            continue
+        own = tuple((local, param_index[id(p)]) for local, p in mod.named_parameters(recurse=False))
+        bias = getattr(mod, "bias", None)
+        has_bias = isinstance(bias, torch.nn.Parameter)
+        if isinstance(mod, torch.nn.Linear):
+            kind, fin, fout = LINEAR, mod.in_features, mod.out_features
+        elif isinstance(mod, Conv1D):
+            kind, (fin, fout) = CONV1D, tuple(mod.weight.shape)   # stored (in, out): PEFT reads it that way
+        elif isinstance(mod, torch.nn.Embedding):
+            kind, fin, fout = EMBEDDING, mod.num_embeddings, mod.embedding_dim
+        else:
+            kind, fin, fout = OTHER, 0, 0
+        modules.append(Module(name, kind, type(mod).__name__, fin, fout, has_bias, own))
+
+    tied = bool(out_emb is not None and in_emb is not None
+                and getattr(out_emb, "weight", None) is getattr(in_emb, "weight", 0))
+    return Skeleton(source=source, model_type=model.config.model_type, architecture=type(model).__name__,
+                    modules=tuple(modules), param_names=tuple(names), param_numels=tuple(numels),
+                    output_name=output_name, input_name=input_name, tied=tied, total=sum(numels))
+
+
+# --- the cache ------------------------------------------------------------------------------------------
+
+_cache: dict[tuple, Skeleton] = {}
+_failures: dict[tuple, tuple[float, RunFileError]] = {}
+_lock = threading.Lock()   # the UI counts from several threads at once: build each model once
+KEEP = 32                  # skeletons kept; a 70B one is about a thousand small records
+RETRY_AFTER_S = 60.0       # an unreachable Hub id is not asked again (each try can take ~25 s) for this long
+
+
+def inspect(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Skeleton:
+    """The skeleton of a model, from its config.json only (local folder, Hub id, or "demo").
+    Raises RunFileError with one line when the config cannot be found, read or built."""
+    from finetune.demo import resolve_model
+
+    path = resolve_model(name_or_path)
+    local = Path(path).expanduser()
+    # A local config.json may be edited between two counts: its modification time is part of the key.
+    config_json = local / "config.json"
+    stamp = config_json.stat().st_mtime_ns if config_json.is_file() else None
+    key = (path, revision, bool(trust_remote_code), stamp)
+    found = _cache.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _cache.get(key)
+        if found is not None:
+            return found
+        failed = _failures.get(key)
+        if failed and time.monotonic() - failed[0] < RETRY_AFTER_S:
+            raise failed[1]
+        try:
+            found = _read(name_or_path, path, revision, trust_remote_code, local.is_dir())
+        except RunFileError as exc:
+            if not local.is_dir():
+                _failures[key] = (time.monotonic(), exc)
+            raise
+        while len(_cache) >= KEEP:
+            _cache.pop(next(iter(_cache)))
+        _cache[key] = found
+        return found
+
+
+def _read(source: str, path: str, revision, trust_remote_code: bool, is_local: bool) -> Skeleton:
+    config_file = _config_file(source, path, revision)
+    config = _load_config(source, config_file, trust_remote_code, None if is_local else path, revision)
+    model = _build(source, config, trust_remote_code)
+    return _walk(source, model)   # the model itself is dropped here: only plain data is kept
+
+
+def clear_cache() -> None:
+    _cache.clear()
+    _failures.clear()
