@@ -159,7 +159,20 @@ class RunConfig:
         return out
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        return dump_yaml(self.to_dict())
+
+
+class _RunDumper(yaml.SafeDumper):
+    """Sections and their settings one per line, lists of names on one line: how people write run files."""
+
+
+_RunDumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+_RunDumper.add_representer(dict, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=False))
+
+
+def dump_yaml(run: dict) -> str:
+    """A run file's dict as YAML text, in the layout people write by hand."""
+    return yaml.dump(run, Dumper=_RunDumper, sort_keys=False, allow_unicode=True)
 
 
 def parse_text(text: str, source: str = "run file") -> dict:

@@ -1,0 +1,188 @@
+"""UI latency, measured in a real browser (headless Chromium) against the app in its own process.
+
+    python benchmarks/bench_ui.py [--samples 100] [--steps 30] [--out results.json]
+
+1. Slider -> count: set #lora-r to a new value (the DOM events a drag fires) and time until #param-count
+   shows the new number (the page redraws it at once from the last answer's slope), until the next
+   animation frame (painted), and until the server's own answer is on the page. Goal: under 100 ms.
+   Measured idle, then again while a training job shares the CPU.
+2. Tick -> count: the same for unticking/ticking a module in #target-modules (server answer only).
+3. Logged step -> plot: a demo run is launched from the page; a thread here notes when each record lands in
+   the run's metrics.jsonl (polled every 2 ms), the page notes when each point appears on #loss-plot.
+   Goal: under 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from finetune.ui.process import serve_app
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+# Runs in the page: for each value, fire the events a drag fires and time (a) the first change of the shown
+# count, (b) the next animation frame after it (painted), (c) the server's own answer (a count box whose
+# data-r is the new r; for ticks (c) = (a)), and whether (a) and (c) showed the same number.
+TIME_CHANGES = """
+async ([selector, values]) => {
+  const out = document.querySelector('#param-count');
+  const text = () => out.querySelector('.trainable')?.innerText;
+  const confirmed = v => selector.endsWith('label') || out.querySelector(`.count-box[data-r="${v}"]`);
+  const results = [];
+  for (const v of values) {
+    const before = text();
+    let first = null, firstText = null, painted = null;
+    const done = new Promise(resolve => {
+      const check = () => {
+        const now = performance.now();
+        if (first === null && text() !== before) {
+          first = now; firstText = text();
+          requestAnimationFrame(() => { painted = performance.now(); });
+        }
+        if (first !== null && confirmed(v)) { obs.disconnect(); resolve(now); }
+      };
+      const obs = new MutationObserver(check);
+      obs.observe(out, {subtree: true, childList: true, characterData: true, attributes: true});
+    });
+    const t0 = performance.now();
+    if (selector.endsWith('label')) {
+      [...document.querySelectorAll(selector)].find(l => l.innerText.startsWith(v)).click();
+    } else {
+      const el = document.querySelector(selector);
+      el.value = String(v);
+      el.dispatchEvent(new Event('input', {bubbles: true}));
+      el.dispatchEvent(new Event('change', {bubbles: true}));
+    }
+    const server = await Promise.race([done, new Promise(r => setTimeout(() => r(NaN), 5000))]);
+    await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));   // let the paint be noted
+    results.push([first === null ? NaN : first - t0, painted === null ? NaN : painted - t0, server - t0,
+                  firstText === text()]);
+    await new Promise(r => setTimeout(r, 40));   // a drag sends a few events per frame, not a flood
+  }
+  return results;
+}
+"""
+
+# Runs in the page: note the wall-clock time (ms since the epoch) each new loss point appears.
+WATCH_PLOT = """
+() => {
+  window.__plotTimes = {};
+  const count = () => document.querySelectorAll(
+      '#loss-plot .mark-symbol path[aria-label*="series: train"]').length;
+  const note = () => {
+    const n = count(), now = performance.timeOrigin + performance.now();
+    for (let i = 1; i <= n; i++) if (!(i in window.__plotTimes)) window.__plotTimes[i] = now;
+  };
+  new MutationObserver(note).observe(document.querySelector('#loss-plot'),
+                                     {subtree: true, childList: true, attributes: true});
+}
+"""
+
+
+def summary(values_ms: list[float]) -> dict:
+    ok = sorted(v for v in values_ms if v == v)   # NaN: no change within 5 s
+    p95 = ok[min(len(ok) - 1, int(round(0.95 * (len(ok) - 1))))] if ok else float("nan")
+    return {"n": len(ok), "missed": len(values_ms) - len(ok), "median_ms": round(statistics.median(ok), 1),
+            "p95_ms": round(p95, 1), "max_ms": round(ok[-1], 1)}
+
+
+def slider_values(samples: int) -> list[int]:
+    # Consecutive values always differ, so every event changes the count.
+    return [8 + (i * 37) % 240 for i in range(samples)]
+
+
+def timings(raw) -> dict:
+    return {"shown": summary([r[0] for r in raw]), "painted": summary([r[1] for r in raw]),
+            "server": summary([r[2] for r in raw]), "first_equals_server": sum(bool(r[3]) for r in raw)}
+
+
+def time_slider(page, samples: int) -> dict:
+    return timings(page.evaluate(TIME_CHANGES, ["#lora-r input[type=range]", slider_values(samples)]))
+
+
+def time_ticks(page, samples: int) -> dict:
+    names = ["k_proj", "v_proj"] * (samples // 2)   # each name twice in a row: untick, then tick again
+    names = [n for pair in zip(names, names) for n in pair][:samples]
+    return timings(page.evaluate(TIME_CHANGES, ["#target-modules label", names]))
+
+
+class MetricsTail(threading.Thread):
+    """Notes the wall-clock time each metrics.jsonl record appears (polling every 2 ms)."""
+
+    def __init__(self, path: Path):
+        super().__init__(daemon=True)
+        self.path, self.times, self.stop = path, [], threading.Event()
+
+    def run(self):
+        size = 0
+        while not self.stop.is_set():
+            try:
+                text = self.path.read_text()
+            except FileNotFoundError:
+                text = ""
+            if len(text) != size:
+                now = time.time()
+                size = len(text)
+                complete = [line for line in text.split("\n")[:-1] if '"loss"' in line]
+                self.times += [now] * (len(complete) - len(self.times))
+            time.sleep(0.002)
+
+
+def time_plot(page, runs_dir: Path, steps: int, samples: int) -> dict:
+    for elem_id, value in (("max-steps", steps), ("batch-size", 1), ("grad-accum", 1)):
+        page.locator(f"#{elem_id} input").fill(str(value))
+        page.locator(f"#{elem_id} input").press("Enter")
+    page.wait_for_function(f"document.querySelector('#run-file').innerText.includes('max_steps: {steps}')")
+    page.locator("#launch").click()
+    page.wait_for_function("document.querySelector('#run-select input').value.includes('demo')", timeout=15_000)
+    run_id = page.locator("#run-select input").input_value().split(" · ")[0]
+    tail = MetricsTail(runs_dir / run_id / "metrics.jsonl")
+    tail.start()
+    page.evaluate(WATCH_PLOT)
+    # While it trains, the count again: now the job competes for the CPU.
+    page.wait_for_function("document.querySelector('#run-progress').innerText.includes('step 1')", timeout=180_000)
+    busy = time_slider(page, samples)
+    page.wait_for_function("document.querySelector('#run-progress').innerText.includes('completed')",
+                           timeout=600_000)
+    time.sleep(2)
+    tail.stop.set()
+    tail.join()
+    shown = page.evaluate("window.__plotTimes")
+    lags = [shown[str(i + 1)] - t * 1000 for i, t in enumerate(tail.times) if str(i + 1) in shown]
+    return {"run_id": run_id, "logged": len(tail.times), "plotted": len(shown),
+            "step_to_plot": summary(lags), "count_while_training": busy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        runs_dir = Path(tmp) / "runs"
+        with serve_app(runs_dir) as url:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.wait_for_selector("#param-count .trainable")
+            time_slider(page, 10)   # warm-up: first requests, JIT
+            results = {"slider_to_count": time_slider(page, args.samples),
+                       "tick_to_count": time_ticks(page, max(10, args.samples // 2))}
+            results.update(time_plot(page, runs_dir, args.steps, max(10, args.samples // 2)))
+            browser.close()
+    print(json.dumps(results, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

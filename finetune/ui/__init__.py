@@ -1,0 +1,27 @@
+"""The Gradio app (the only package besides app.py that imports gradio): `build_app()` returns the Blocks and
+the JobManager behind it. Layout in layout.py, configure events in events.py, launch-and-watch in live.py,
+HTTP endpoints in api.py, the Spaces sign-in rule in access.py."""
+
+from __future__ import annotations
+
+
+def build_app(runs_dir=None):
+    """(demo, jobs): the page and its JobManager (runs under `runs_dir`, default env FINETUNE_RUNS_DIR or
+    runs/). Call `jobs.shutdown()` when the server stops."""
+    import gradio as gr
+
+    from finetune.jobs import JobManager
+    from finetune.ui.api import register_api
+    from finetune.ui.events import wire_configure
+    from finetune.ui.layout import build_layout
+    from finetune.ui.live import on_page_load, wire_live
+    from finetune.ui.panel import initial
+
+    jobs = JobManager(runs_dir)
+    with gr.Blocks(title="LoRA Launchpad") as demo:
+        ui = build_layout(initial())   # reads the demo model once: the first count is fast
+        wire_configure(ui, jobs)
+        wire_live(ui, jobs)
+        register_api(jobs)
+        demo.load(on_page_load(jobs), None, ui.run_select, queue=False, api_visibility="private")
+    return demo, jobs

@@ -1,0 +1,262 @@
+"""The Configure and Understand half of the page: each widget's event, the live count, presets, loading a
+run file, the model's module list and the data preview. What they compute is in panel.py.
+
+The live count is the hot path (goal: under 100 ms from a slider move to the new number on the page).
+Gradio's browser side spends a few milliseconds per input component of an event, before the request and
+again after it, so an event that read the whole form (~35 widgets) took ~140 ms here. Instead the form's
+values live in one server-side gr.State (`ui.values`): each widget's event sends just its own value,
+updates the state and returns the new count, without the queue (queue=False: one plain HTTP request) and
+with no progress overlay (~55 ms median on a 2-core machine). The r slider does better still: the page
+redraws the count itself as it moves (PREDICT_JS, ~2 ms) and the server's answer confirms it. The run
+file's code view is redrawn after the count, by an event chained to each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import gradio as gr
+
+from finetune.config import DEMO, overlay, parse_text
+from finetune.errors import RunFileError
+from finetune.ui import render
+from finetune.ui.form import FORM_KEYS, extra_of
+from finetune.ui.panel import (build_run, count_view, form_values, model_info, retarget, run_file_text,
+                               widget_updates)
+
+# Redraws the count in the page the moment the r slider moves: trainable (and total) parameters are affine
+# in r, and the server's last answer carries r, the slope and the count (render.count_headline). The
+# server's own answer follows within tens of milliseconds and replaces it with the same numbers.
+PREDICT_JS = """
+(r) => {
+  const box = document.querySelector('#param-count .count-box[data-slope]');
+  if (!box || r === null || r === undefined || r === '') return;
+  const d = box.dataset, step = Number(r) - Number(d.r), slope = Number(d.slope);
+  const trainable = Number(d.trainable) + slope * step, total = Number(d.total) + slope * step;
+  const set = (cls, text) => { const el = box.querySelector(cls); if (el) el.textContent = text; };
+  set('.trainable', trainable.toLocaleString('en-US'));
+  set('.total', total.toLocaleString('en-US'));
+  set('.percent', (100 * trainable / total).toFixed(4) + '%');
+  const scale = Number(d.alpha) / (d.rslora === '1' ? Math.sqrt(Number(r)) : Number(r));
+  set('.scaling', String(Number(scale.toPrecision(4))));
+}
+"""
+FAST = dict(queue=False, show_progress="hidden", api_visibility="private")
+MODEL_KEYS = ("model.name_or_path", "model.revision", "model.trust_remote_code")
+# Text boxes count when left or submitted, not at every keystroke (a half-typed name is not an error).
+# data.path is changed by the dataset buttons too, so it follows every change.
+ON_LEAVE = {"model.revision", "lora.layers_to_transform", "lora.modules_to_save", "ui.target_regex"}
+
+
+class SessionLocks:
+    """One lock per browser session. The form's state is one dict per session that events change in
+    place; events of different widgets run at once (queue=False requests are served by a thread pool),
+    so each holds its session's lock while it reads, changes and counts: no change is lost, and answers
+    leave in the order the changes were made. Locks nobody holds are dropped (weak references)."""
+
+    class _Lock:
+        def __init__(self):
+            self.lock = threading.Lock()
+
+    def __init__(self):
+        self._locks = weakref.WeakValueDictionary()
+        self._guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self, request: gr.Request | None):
+        key = getattr(request, "session_hash", None) or "default"
+        with self._guard:
+            holder = self._locks.get(key)
+            if holder is None:
+                holder = self._locks[key] = self._Lock()
+        with holder.lock:
+            yield
+
+
+def field_handler(key: str, locked: SessionLocks):
+    """A plain widget: store its value and recount. An echo (a value the state has already, e.g. after a
+    preset filled the form) changes nothing."""
+    def handle(value, values, extra, info, request: gr.Request):
+        with locked(request):
+            if values.get(key) == value:
+                return [gr.skip()] * 5
+            values[key] = value
+            return [values, *count_view(values, extra, info)]
+    return handle
+
+
+def targets_handler(locked: SessionLocks):
+    def handle(ticked, values, extra, info, request: gr.Request):
+        """Unticking a module the all-linear switch stands for turns the switch off, in the same step."""
+        with locked(request):
+            if values.get("ui.targets") == ticked:
+                return [gr.skip()] * 6
+            values["ui.targets"] = ticked
+            switch = gr.skip()
+            if values.get("ui.all_linear") and not set(info.get("all_linear", [])) <= set(ticked or []):
+                values["ui.all_linear"] = switch = False
+            return [values, switch, *count_view(values, extra, info)]
+    return handle
+
+
+def switch_handler(locked: SessionLocks):
+    def handle(on, values, extra, info, request: gr.Request):
+        """Turning all-linear on ticks every module it stands for."""
+        with locked(request):
+            if values.get("ui.all_linear") == on:
+                return [gr.skip()] * 6
+            values["ui.all_linear"] = on
+            ticked = gr.skip()
+            if on:
+                order = [c[1] for c in info.get("choices", [])]
+                values["ui.targets"] = ticked = sorted(set(values.get("ui.targets") or []) | set(info["all_linear"]),
+                                                       key=order.index)
+            return [values, ticked, *count_view(values, extra, info)]
+    return handle
+
+
+def model_handler(key: str, locked: SessionLocks):
+    """The model changed: read its modules (from config.json only; a Hub id may take a moment), keep the
+    ticked targets it still has, and recount."""
+    def handle(value, values, extra, request: gr.Request):
+        with locked(request):
+            if values.get(key) == value:   # set already by a preset or a loaded run file
+                return [gr.skip()] * 9
+            values[key] = value
+            info = model_info(values)
+            values.update(retarget(values, info))
+            return [values, info, gr.CheckboxGroup(choices=info["choices"], value=values["ui.targets"]),
+                    values["ui.all_linear"], info["note"], *count_view(values, extra, info)]
+    return handle
+
+
+def wire_configure(ui, jobs) -> None:
+    count_out = [ui.param_count, ui.count_details, ui.errors, ui.launch]
+    state = [ui.values, ui.extra, ui.model_info]
+
+    locked = ui.locked = SessionLocks()   # live.py's Launch takes it too
+
+    def text(values, extra, info, request: gr.Request):
+        with locked(request):
+            return run_file_text(values, extra, info)
+
+    def then_text(event) -> None:
+        """The run file's code view follows, after the count has gone out. (A state's own change event
+        is not sent for events outside the queue, so each event chains it.)"""
+        event.then(text, state, ui.run_file, **FAST)
+
+    for key, widget in ui.form.items():
+        if key in MODEL_KEYS or key in ("ui.targets", "ui.all_linear"):
+            continue   # these have their own handlers below
+        triggers = [widget.blur, widget.submit] if key in ON_LEAVE else [widget.change]
+        event = gr.on(triggers, field_handler(key, locked), [widget, *state], [ui.values, *count_out],
+                      trigger_mode="always_last", **FAST)
+        then_text(event)
+        if key == "lora.r":
+            # The page redraws the count as r moves; an answer for an r the slider has left since is
+            # corrected at once rather than shown until the next answer.
+            widget.input(None, widget, None, js=PREDICT_JS, **FAST)
+            event.then(None, widget, None, js=PREDICT_JS, **FAST)
+    targets, switch = ui.form["ui.targets"], ui.form["ui.all_linear"]
+    then_text(targets.change(targets_handler(locked), [targets, *state], [ui.values, switch, *count_out],
+                             trigger_mode="always_last", **FAST))
+    then_text(switch.change(switch_handler(locked), [switch, *state], [ui.values, targets, *count_out],
+                            trigger_mode="always_last", **FAST))
+    for key in MODEL_KEYS:
+        widget = ui.form[key]
+        triggers = [widget.blur, widget.submit] if key in ON_LEAVE else [widget.change]
+        then_text(gr.on(triggers, model_handler(key, locked), [widget, ui.values, ui.extra],
+                        [ui.values, ui.model_info, targets, switch, ui.model_note, *count_out],
+                        trigger_mode="always_last", show_progress="minimal", api_visibility="private"))
+
+    # --- presets and run files fill the whole form ---
+    widgets = [ui.form[k] for k in FORM_KEYS]
+
+    def fill(raw: dict, extra: dict, values: dict, info_before: dict):
+        """Replace the form (the state dict in place, under the caller's lock) with a whole run dict."""
+        model = raw.get("model") or {}
+        info = model_info({"model.name_or_path": model.get("name_or_path", DEMO), "model.revision":
+                           model.get("revision"), "model.trust_remote_code": model.get("trust_remote_code")})
+        before = dict(values)
+        values.clear()
+        values.update(form_values(raw, info))
+        return [*widget_updates(values, info, before, info_before), values, extra, info, info["note"],
+                *count_view(values, extra, info)]
+
+    fill_out = [*widgets, *state, ui.model_note, *count_out]
+
+    def on_preset(name, values, extra, info, request: gr.Request):
+        if not name:
+            return [gr.skip()] * len(fill_out)
+        from finetune.presets import load_preset
+
+        try:
+            preset = load_preset(name)
+        except RunFileError as exc:
+            raise gr.Error("\n".join(exc.problems)) from None
+        with locked(request):
+            raw, _, _ = build_run(values, extra, info)
+            merged = overlay(raw, preset)
+            out = fill(merged, extra_of(merged), values, info)
+        gr.Info(f"Preset {name} applied.")
+        return out
+
+    then_text(ui.preset.input(on_preset, [ui.preset, *state], fill_out, **FAST))
+
+    def on_load_run(path, values, info, request: gr.Request):
+        name = Path(path).name
+        try:
+            raw = parse_text(Path(path).read_text(encoding="utf-8"), name)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise gr.Error(f"{name}: cannot be read: {exc}") from None
+        except RunFileError as exc:
+            raise gr.Error("\n".join(exc.problems)) from None
+        with locked(request):
+            out = fill(raw, extra_of(raw), values, info)
+        gr.Info(f"Loaded {name}.")
+        return out
+
+    then_text(ui.load_run.upload(on_load_run, [ui.load_run, ui.values, ui.model_info], fill_out,
+                                 api_visibility="private"))
+
+    # --- data: where it comes from, and a preview ---
+    def on_source(source, path):
+        show_path, show_file = source == "hub", source == "file"
+        value = DEMO if source == "demo" else ("" if path == DEMO else path)
+        return gr.Textbox(visible=show_path or show_file, value=value, interactive=show_path), \
+            gr.File(visible=show_file)
+
+    ui.data_source.input(on_source, [ui.data_source, ui.form["data.path"]], [ui.form["data.path"], ui.data_file],
+                         **FAST)
+
+    def on_data_file(path):
+        if not path:
+            return gr.skip()
+        # Gradio's upload cache is not the job's business: keep the file beside the runs, in a folder the
+        # run list ignores (run folder names start with a letter or digit).
+        folder = Path(jobs.runs_dir) / ".uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(path).name}"
+        shutil.copyfile(path, kept)
+        return str(kept)
+
+    ui.data_file.upload(on_data_file, ui.data_file, ui.form["data.path"], api_visibility="private")
+
+    def on_preview(values, extra, info, request: gr.Request):
+        from finetune.data import preview
+
+        with locked(request):
+            _, run, problems = build_run(values, extra, info)
+        if run is None:
+            return render.problems(problems)
+        try:
+            return render.examples(preview(run, n=3))
+        except RunFileError as exc:
+            return render.problems(exc.problems)
+
+    ui.preview_button.click(on_preview, state, ui.preview, api_visibility="private")

@@ -1,0 +1,210 @@
+"""The page's components, declared top-down; events.py and live.py wire them. Every control's help text is
+the run file's own field documentation (finetune.config.field_help), so it is written once.
+
+`build_layout()` must run inside a `gr.Blocks` context; it returns a namespace of the components, with
+`form` mapping each form key of finetune.ui.form (e.g. "lora.r") to its component.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from finetune.config import DEMO, field_help
+from finetune.ui import access
+
+# Shown first in the model box; any other Hub id or local folder can be typed in.
+SUGGESTED_MODELS = [DEMO, "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-360M-Instruct",
+                    "Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen3-0.6B", "google/gemma-3-270m",
+                    "meta-llama/Llama-3.2-1B-Instruct", "openai-community/gpt2"]
+QUANTIZATION = [("none (16/32-bit)", "none"), ("8-bit", "8bit"), ("4-bit NF4 (QLoRA)", "4bit")]
+DATA_SOURCES = [("built-in sample", "demo"), ("upload a file", "file"), ("Hub dataset or path", "hub")]
+
+CSS = """
+#param-count .count-line { font-size: 1.6rem; font-weight: 600; }
+#param-count .count-sub { color: var(--body-text-color-subdued); }
+#count-details table { width: 100%; font-size: 0.85rem; }
+#count-details td.num, #count-details th.num { text-align: right; font-variant-numeric: tabular-nums; }
+#form-errors { color: var(--error-text-color); }
+#form-errors:empty { display: none; }
+#understand { position: sticky; top: 0.5rem; align-self: flex-start; }
+"""
+
+
+def helped(key: str) -> str:
+    section, name = key.split(".", 1)
+    return field_help(section, name)
+
+
+def _choices(section_cls, name):
+    from dataclasses import fields
+    check = next(f for f in fields(section_cls) if f.name == name).metadata["check"]
+    return [c for c in check.choices if isinstance(c, str)]
+
+
+def build_layout(initial: dict) -> SimpleNamespace:
+    """`initial`: finetune.ui.panel.initial(), the default form's values, model info and Understand panel,
+    so a new page is complete without a round trip."""
+    from finetune.config import TrainingSection
+    from finetune.presets import list_presets
+
+    d = initial["values"].get
+    info = initial["info"]
+    ui = SimpleNamespace(form={})
+    f = ui.form
+
+    gr.Markdown("# LoRA Launchpad\nConfigure a LoRA or QLoRA fine-tune, see exactly what it trains, "
+                "launch it, and watch its loss.")
+    ui.login = None
+    if access.login_required():
+        if access.oauth_available():
+            ui.login = gr.LoginButton(elem_id="login")
+        else:   # fail closed: nobody can sign in, so nobody launches
+            gr.Markdown("Launching is turned off: sign-in with Hugging Face needs `gradio[oauth]` installed.")
+
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            with gr.Group():
+                with gr.Row():
+                    f["model.name_or_path"] = gr.Dropdown(
+                        SUGGESTED_MODELS, value=DEMO, allow_custom_value=True, label="Model", scale=3,
+                        info=helped("model.name_or_path"), elem_id="model")
+                    ui.preset = gr.Dropdown([(p["title"], p["name"]) for p in list_presets()], value=None,
+                                            label="Preset", info="Fills the form with a known recipe.",
+                                            scale=2, elem_id="preset")
+                f["model.quantization"] = gr.Radio(QUANTIZATION, value=d("model.quantization"),
+                                                   label="Quantization", info=helped("model.quantization"),
+                                                   elem_id="quantization")
+                ui.model_note = gr.Markdown(info["note"], elem_id="model-note")
+            with gr.Accordion("Model options", open=False):
+                f["model.revision"] = gr.Textbox(label="Revision", info=helped("model.revision"),
+                                                 placeholder="main")
+                f["model.trust_remote_code"] = gr.Checkbox(
+                    False, label="trust_remote_code", info=helped("model.trust_remote_code"),
+                    visible=access.remote_code_allowed())
+
+            gr.Markdown("### LoRA")
+            with gr.Group():
+                with gr.Row():
+                    f["lora.r"] = gr.Slider(1, 256, value=d("lora.r"), step=1, label="r (rank)",
+                                            info=helped("lora.r"), elem_id="lora-r")
+                    f["lora.lora_alpha"] = gr.Slider(1, 512, value=d("lora.lora_alpha"), step=1,
+                                                     label="lora_alpha", info=helped("lora.lora_alpha"),
+                                                     elem_id="lora-alpha")
+                    f["lora.lora_dropout"] = gr.Slider(0, 0.9, value=d("lora.lora_dropout"), step=0.01,
+                                                       label="lora_dropout", info=helped("lora.lora_dropout"),
+                                                       elem_id="lora-dropout")
+                f["ui.all_linear"] = gr.Checkbox(d("ui.all_linear"), label="all linear layers (all-linear)",
+                                                 info="Every Linear but the output layer; unticking a module "
+                                                 "below turns this off.", elem_id="all-linear")
+                f["ui.targets"] = gr.CheckboxGroup(info["choices"], value=d("ui.targets"),
+                                                   label="target_modules",
+                                                   info=helped("lora.target_modules"), elem_id="target-modules")
+            with gr.Accordion("Advanced LoRA", open=False, elem_id="advanced-lora"):
+                with gr.Row():
+                    f["lora.bias"] = gr.Radio(["none", "all", "lora_only"], value=d("lora.bias"), label="bias",
+                                              info=helped("lora.bias"))
+                    f["lora.use_rslora"] = gr.Checkbox(False, label="rsLoRA (use_rslora)",
+                                                       info=helped("lora.use_rslora"), elem_id="use-rslora")
+                    f["lora.use_dora"] = gr.Checkbox(False, label="DoRA (use_dora)", info=helped("lora.use_dora"),
+                                                     elem_id="use-dora")
+                f["lora.layers_to_transform"] = gr.Textbox(label="layers_to_transform", placeholder="e.g. 0, 1, 2",
+                                                           info=helped("lora.layers_to_transform"))
+                f["lora.modules_to_save"] = gr.Textbox(label="modules_to_save", placeholder="e.g. embed_tokens, "
+                                                       "lm_head", info=helped("lora.modules_to_save"))
+                f["ui.target_regex"] = gr.Textbox(label="target_modules as a regular expression", elem_id="target-regex",
+                                                  placeholder=r"e.g. .*\.(q|v)_proj",
+                                                  info="When set, it replaces the ticked modules: PEFT matches it "
+                                                  "against each module's full name.")
+
+            gr.Markdown("### Data")
+            with gr.Group():
+                ui.data_source = gr.Radio(DATA_SOURCES, value="demo", label="Dataset", elem_id="data-source")
+                f["data.path"] = gr.Textbox(d("data.path"), label="data.path", info=helped("data.path"),
+                                            visible=False, elem_id="data-path")
+                ui.data_file = gr.File(label="Upload .jsonl, .json, .csv or .parquet", visible=False,
+                                       file_types=[".jsonl", ".json", ".csv", ".parquet"], elem_id="data-file")
+                with gr.Row():
+                    f["data.format"] = gr.Dropdown(["auto", "text", "alpaca", "chat", "prompt_completion"],
+                                                   value=d("data.format"), label="format", info=helped("data.format"))
+                    f["data.max_length"] = gr.Number(d("data.max_length"), precision=0, label="max_length",
+                                                     info=helped("data.max_length"))
+                    f["data.eval_size"] = gr.Number(d("data.eval_size"), label="eval_size",
+                                                    info=helped("data.eval_size"))
+                    f["data.packing"] = gr.Checkbox(False, label="packing", info=helped("data.packing"))
+            with gr.Accordion("Preview formatted examples", open=False):
+                ui.preview_button = gr.Button("Preview 3 examples", size="sm", elem_id="preview-button")
+                ui.preview = gr.Markdown(elem_id="data-preview")
+
+            gr.Markdown("### Training")
+            with gr.Group():
+                with gr.Row():
+                    f["training.learning_rate"] = gr.Number(d("training.learning_rate"), label="learning_rate",
+                                                            info=helped("training.learning_rate"), step=1e-5)
+                    f["training.num_train_epochs"] = gr.Number(d("training.num_train_epochs"), label="epochs",
+                                                               info=helped("training.num_train_epochs"))
+                    f["training.max_steps"] = gr.Number(d("training.max_steps"), precision=0, label="max_steps",
+                                                        info=helped("training.max_steps"), elem_id="max-steps")
+                with gr.Row():
+                    f["training.per_device_train_batch_size"] = gr.Number(
+                        d("training.per_device_train_batch_size"), precision=0, label="batch size",
+                        info=helped("training.per_device_train_batch_size"), elem_id="batch-size")
+                    f["training.gradient_accumulation_steps"] = gr.Number(
+                        d("training.gradient_accumulation_steps"), precision=0, label="gradient accumulation",
+                        info=helped("training.gradient_accumulation_steps"), elem_id="grad-accum")
+                    f["training.logging_steps"] = gr.Number(d("training.logging_steps"), precision=0,
+                                                            label="logging_steps", info=helped("training.logging_steps"))
+            with gr.Accordion("More training settings", open=False):
+                with gr.Row():
+                    f["training.lr_scheduler_type"] = gr.Dropdown(
+                        _choices(TrainingSection, "lr_scheduler_type"), value=d("training.lr_scheduler_type"),
+                        label="lr_scheduler_type", info=helped("training.lr_scheduler_type"))
+                    f["training.warmup_steps"] = gr.Number(d("training.warmup_steps"), label="warmup_steps",
+                                                           info=helped("training.warmup_steps"))
+                    f["training.weight_decay"] = gr.Number(d("training.weight_decay"), label="weight_decay",
+                                                           info=helped("training.weight_decay"))
+                with gr.Row():
+                    f["training.optim"] = gr.Dropdown(_choices(TrainingSection, "optim"), value=d("training.optim"),
+                                                      label="optim", info=helped("training.optim"))
+                    f["training.save_steps"] = gr.Number(d("training.save_steps"), precision=0, label="save_steps",
+                                                         info=helped("training.save_steps"))
+                    f["training.seed"] = gr.Number(d("training.seed"), precision=0, label="seed",
+                                                   info=helped("training.seed"))
+                f["training.gradient_checkpointing"] = gr.Checkbox(
+                    False, label="gradient_checkpointing", info=helped("training.gradient_checkpointing"))
+
+        with gr.Column(scale=2, elem_id="understand"):
+            ui.param_count = gr.HTML(initial["count"], elem_id="param-count")
+            ui.count_details = gr.HTML(initial["details"], elem_id="count-details")
+            ui.errors = gr.Markdown(initial["errors"], elem_id="form-errors")
+            ui.launch = gr.Button("Launch training", variant="primary", elem_id="launch",
+                                  interactive=initial["launchable"])
+            ui.run_file = gr.Code(initial["run_file"], language="yaml", label="Run file", lines=12, max_lines=24, interactive=False,
+                                  buttons=["copy", "download"], elem_id="run-file")
+            ui.load_run = gr.UploadButton("Load a run file (.yaml / .json)", file_types=[".yaml", ".yml", ".json"],
+                                          size="sm", elem_id="load-run")
+
+    gr.Markdown("## Runs")
+    with gr.Row():
+        ui.run_select = gr.Dropdown([], value=None, label="Run", scale=4, elem_id="run-select",
+                                    info="Past and current runs, read from the run folders.")
+        ui.cancel = gr.Button("Cancel run", variant="stop", interactive=False, scale=1, size="md", elem_id="cancel")
+        ui.adapter = gr.DownloadButton("Download adapter (.zip)", visible=False, scale=1, size="md",
+                                       elem_id="adapter-download")
+    ui.progress = gr.Markdown(elem_id="run-progress")
+    # Both series named up front: the plot keeps the colour scale of its first data, so an eval series
+    # that only appears mid-run would otherwise not be drawn until the page reloads.
+    ui.loss_plot = gr.LinePlot(x="step", y="loss", color="series", color_map={"train": "#4c78a8", "eval": "#f58518"},
+                               title="Loss", x_title="step", y_title="loss", height=300, elem_id="loss-plot")
+    ui.log = gr.Textbox(label="Log (tail)", lines=8, max_lines=16, interactive=False, autoscroll=True,
+                        elem_id="run-log")
+
+    ui.values = gr.State(initial["values"])   # the form's values by FORM_KEYS key: what events read
+    ui.extra = gr.State({})                   # run-file keys the form has no widget for (a loaded file, a preset)
+    ui.model_info = gr.State(info)            # the chosen model's target choices and all-linear set
+    ui.seen = gr.State(None)                  # what the live view last sent, to skip unchanged updates
+    ui.run_list = gr.State(None)              # the run list last sent
+    ui.timer = gr.Timer(1.0)
+    ui.list_timer = gr.Timer(5.0)
+    return ui
