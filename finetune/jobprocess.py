@@ -1,0 +1,88 @@
+"""A training job as an operating-system process: start it detached with its output in a file, tell whether
+it still runs, signal it, and say why it ended. The bookkeeping around it (queue, slots, run folders) is
+finetune.jobs'.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil  # a dependency of accelerate, peft and trl
+
+from finetune.runfolder import RunFolder
+
+LOST = "the job's process ended without a final status (killed?)"
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # so `-m finetune` imports from any cwd
+
+
+def detect_gpus() -> list[str]:
+    """CUDA_VISIBLE_DEVICES values, one per GPU this process may use; [] without CUDA."""
+    if sys.platform == "linux" and not any(Path(dev).exists() for dev in ("/dev/nvidiactl", "/dev/kfd")):
+        return []  # no NVIDIA or ROCm driver: skip the seconds importing torch would take
+    try:
+        import torch  # late: importing torch costs seconds and only the GPU count needs it
+        count = torch.cuda.device_count()
+    except Exception:
+        return []
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return visible[:count] if visible else [str(i) for i in range(count)]
+
+
+def spawn(argv: list[str], log_file: Path, cwd: Path, gpu: str | None) -> subprocess.Popen:
+    """Start a job detached from us. Its output goes to `log_file`: a pipe nobody drains fills up and stalls
+    training. Its own session keeps the app's Ctrl-C away from it and lets a cancel signal its whole group."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # the log streams instead of arriving in 8 KiB blocks
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    with log_file.open("ab") as log:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def is_job_process(pid, folder: RunFolder) -> bool:
+    """Whether `pid` is alive (a zombie is not) and is a training job, not a process that reused the id."""
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = proc.cmdline()
+    except (psutil.Error, ValueError, TypeError):
+        return False
+    if str(folder.run_yaml) in cmdline:
+        return True
+    # a job started by hand (`python -m finetune train my.yaml`) with this folder as its output_dir
+    return "train" in cmdline and any(arg.endswith("finetune") for arg in cmdline)
+
+
+def signal_job(pid: int, sig: int) -> None:
+    """Signal the job's whole process group (its data-loader workers too) when it leads one."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def exit_reason(folder: RunFolder, returncode: int | None) -> str:
+    """Why a job that wrote no final status ended (None: not our child, so its exit code is unknown)."""
+    if returncode is None:
+        return LOST
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the job's process ended without a final status (killed by {name})"
+    lines = [line.strip() for line in folder.log_tail(4000).splitlines() if line.strip()]
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    if errors:  # the CLI's invalid-input lines (exit code 2)
+        return "; ".join(errors)
+    last = f": {lines[-1]}" if lines else ""
+    return f"the job's process exited with code {returncode} without a final status{last}"

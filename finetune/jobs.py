@@ -1,0 +1,368 @@
+"""The job manager: runs training jobs (`python -m finetune train RUN`) in the background, one per GPU at a
+time (one on a CPU-only machine), queues the rest, and reports on them from their run folders.
+
+Everything about a run lives in its folder under the runs directory (DESIGN.md, "A run folder"), never
+only in memory: a new manager on the same folder (an app restart, a second browser tab's server) rebuilds
+the run list, re-attaches to jobs still running, marks jobs whose process died as failed, and starts the
+queued ones in submission order. Exactly one manager per runs directory starts jobs (the "runner"; it
+holds an flock on `<runs_dir>/.jobs.lock`, which the OS drops if it dies); any other one only reads,
+submits (to the queue on disk) and cancels, and takes over when the runner goes away. A cancel leaves
+`.cancel-requested` in the run folder, so whichever manager sees the job end records it as `cancelled`.
+
+Public API (used by the UI and the app's HTTP endpoints):
+
+    JobManager(runs_dir=None, slots=None, *, command=None, cwd=None, poll_interval=1.0, cancel_timeout=30.0)
+        runs_dir: default env FINETUNE_RUNS_DIR, else "runs/". slots: jobs at once; default one per CUDA
+        GPU, 1 without. command: the argv prefix a job runs (the run file's path is appended); default
+        [sys.executable, "-m", "finetune", "train"]. cwd: the jobs' working directory (relative paths in
+        run files resolve there); default the current one. A daemon thread advances the queue.
+    .submit(run: RunConfig | str) -> str          validate (RunFileError propagates), make the folder, queue;
+                                                  returns the run id, e.g. "20261122-041530-demo-r16"
+    .status(run_id) -> dict                       status.json + run_id, losses [[step, loss], ...],
+                                                  eval_losses, tokens_per_second, elapsed_s, eta_s,
+                                                  queue_position
+    .metrics(run_id) -> list[dict]                metrics.jsonl records
+    .log_tail(run_id, max_chars=4000) -> str      the end of train.log
+    .queue_position(run_id) -> int | None         1 = starts next; None when not queued
+    .cancel(run_id) -> dict                       queued: cancelled at once; running: SIGTERM to its process
+                                                  group, SIGKILL after cancel_timeout s (in a thread)
+    .list_runs() -> list[dict]                    one summary per run folder, newest first
+    .wait(run_id, timeout=None) -> dict           block until the run reaches a final state
+    .poll() -> None                               reap ended jobs and start queued ones now
+    .shutdown(cancel_jobs=False)                  stop the thread and give up the runner role
+    UnknownRun(KeyError)                          raised for a run id with no folder
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from finetune.config import RunConfig, parse_run
+from finetune.jobprocess import detect_gpus, exit_reason, is_job_process, signal_job, spawn
+from finetune.runfolder import FINAL_STATES, RunFolder
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so every manager acts as the runner
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+CANCEL_MARK = ".cancel-requested"  # in a run folder: a manager asked it to stop, so its end is `cancelled`
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name, never a path
+
+
+class UnknownRun(KeyError):
+    def __str__(self):
+        return f"no run {self.args[0]!r}"
+
+
+@dataclass
+class _Job:
+    """A job this manager watches: `proc` when it started it, None when it re-attached to it."""
+    pid: int
+    proc: subprocess.Popen | None
+    slot: int | None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24].strip("-") or "run"
+
+
+class JobManager:
+    def __init__(self, runs_dir=None, slots: int | None = None, *, command=None, cwd=None,
+                 poll_interval: float = 1.0, cancel_timeout: float = 30.0):
+        self.cwd = Path(cwd or os.getcwd()).resolve()
+        self.runs_dir = (self.cwd / (runs_dir or os.environ.get("FINETUNE_RUNS_DIR") or "runs")).resolve()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self._gpus = detect_gpus()
+        self.slots = slots if slots is not None else max(1, len(self._gpus))
+        self.command = list(command or [sys.executable, "-m", "finetune", "train"])
+        self.poll_interval, self.cancel_timeout = poll_interval, cancel_timeout
+        self._jobs: dict[str, _Job] = {}
+        self._settled: set[str] = set()  # folders seen in a final state: the runner's scan skips them
+        self._first_seen: dict[str, tuple[int, float]] = {}  # run id -> (step, when): the ETA's pace
+        self._lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._stop = threading.Event()
+        self.poll()  # re-attach, settle and start at once, not a poll interval later
+        self._thread = threading.Thread(target=self._loop, name="finetune-jobs", daemon=True)
+        self._thread.start()
+
+    # ----- submitting and reading -----
+
+    def submit(self, run: RunConfig | str) -> str:
+        """Check the run, give it a folder and queue it; it starts at once when a slot is free."""
+        if isinstance(run, str):
+            run = parse_run(run)
+        elif isinstance(run, RunConfig):
+            run = RunConfig.from_dict(run.to_dict())  # a copy, checked again: it may have been built by hand
+        else:
+            raise TypeError(f"submit() takes a RunConfig or the run file's text, not {type(run).__name__}")
+        with self._lock:
+            folder = self._new_folder(run)
+            run.training.output_dir = str(folder.path)
+            folder.run_yaml.write_text(run.to_yaml(), encoding="utf-8")
+            max_steps = run.training.max_steps if run.training.max_steps > 0 else None  # as the job writes it
+            folder.write_status(state="queued", step=0, max_steps=max_steps, error=None, submitted_at=time.time())
+        self.poll()
+        return folder.path.name
+
+    def status(self, run_id: str) -> dict:
+        folder = self._folder(run_id)
+        status = folder.read_status()
+        metrics = folder.read_metrics()
+        out = {"run_id": run_id, "state": "queued", "step": 0, "max_steps": None, "error": None, **status}
+        out["losses"] = [[m["step"], m["loss"]] for m in metrics if "step" in m and "loss" in m]
+        out["eval_losses"] = [[m["step"], m["eval_loss"]] for m in metrics if "step" in m and "eval_loss" in m]
+        if metrics and "step" in metrics[-1]:
+            out["step"] = max(out["step"] or 0, metrics[-1]["step"])
+        speeds = [m[k] for m in metrics for k in ("tokens_per_second", "train_tokens_per_second") if k in m]
+        out["tokens_per_second"] = speeds[-1] if speeds else None
+        out["elapsed_s"], out["eta_s"] = self._timing(out)
+        out["queue_position"] = self.queue_position(run_id) if out["state"] == "queued" else None
+        return out
+
+    def metrics(self, run_id: str) -> list[dict]:
+        return self._folder(run_id).read_metrics()
+
+    def log_tail(self, run_id: str, max_chars: int = 4000) -> str:
+        return self._folder(run_id).log_tail(max_chars)
+
+    def queue_position(self, run_id: str) -> int | None:
+        self._folder(run_id)
+        queue = self._queued()
+        return queue.index(run_id) + 1 if run_id in queue else None
+
+    def list_runs(self) -> list[dict]:
+        """One summary per run folder, newest first, read from disk alone."""
+        queue = self._queued()
+        runs = []
+        for path in self._run_dirs():
+            folder = RunFolder(path)
+            status = folder.read_status()
+            if not status and not folder.run_yaml.exists():
+                continue
+            try:
+                settings = yaml.safe_load(folder.run_yaml.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError):
+                settings = {}
+            losses = [m["loss"] for m in folder.read_metrics() if "loss" in m]
+            runs.append({
+                "run_id": path.name, "state": status.get("state", "queued"), "step": status.get("step", 0),
+                "max_steps": status.get("max_steps"), "error": status.get("error"),
+                "model": (settings.get("model") or {}).get("name_or_path"),
+                "r": (settings.get("lora") or {}).get("r"),
+                "loss": losses[-1] if losses else None,
+                "submitted_at": status.get("submitted_at") or status.get("started_at") or path.stat().st_mtime,
+                "queue_position": queue.index(path.name) + 1 if path.name in queue else None,
+            })
+        return sorted(runs, key=lambda r: (r["submitted_at"], r["run_id"]), reverse=True)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := self.status(run_id))["state"] not in FINAL_STATES:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} is still {status['state']} after {timeout} s")
+            time.sleep(0.2)
+        return status
+
+    # ----- cancelling -----
+
+    def cancel(self, run_id: str) -> dict:
+        """Stop a run: a queued one never starts; a running one is asked to stop (SIGTERM: it finishes the
+        step, saves and writes `cancelled`) and killed if it has not stopped after cancel_timeout s."""
+        folder = self._folder(run_id)
+        with self._lock:
+            status = folder.read_status()
+            state = status.get("state")
+            if state in FINAL_STATES:
+                return self.status(run_id)
+            (folder.path / CANCEL_MARK).touch()
+            job = self._jobs.get(run_id)
+            pid = job.pid if job else status.get("pid")
+            if state == "running" and pid and is_job_process(pid, folder):
+                signal_job(pid, signal.SIGTERM)
+                threading.Thread(target=self._escalate, args=(folder, pid), daemon=True,
+                                 name=f"cancel-{run_id}").start()
+            elif not job:  # queued, or its process is gone already
+                folder.write_status(state="cancelled", finished_at=time.time())
+        return self.status(run_id)
+
+    def _escalate(self, folder: RunFolder, pid: int) -> None:
+        deadline = time.monotonic() + self.cancel_timeout
+        while is_job_process(pid, folder):
+            if time.monotonic() > deadline:
+                signal_job(pid, signal.SIGKILL)
+                for _ in range(50):  # SIGKILL cannot be caught: it is gone within moments
+                    if not is_job_process(pid, folder):
+                        break
+                    time.sleep(0.1)
+                with self._lock:
+                    if folder.read_status().get("state") not in FINAL_STATES:
+                        folder.write_status(state="cancelled", error=f"did not stop within "
+                                            f"{self.cancel_timeout:g} s of SIGTERM; killed with SIGKILL")
+                return
+            time.sleep(0.2)
+
+    # ----- the runner: reaping and starting -----
+
+    def poll(self) -> None:
+        """Settle jobs that ended and start queued ones while slots are free (only the runner does)."""
+        with self._lock:
+            if self._stop.is_set() or not self._become_runner():
+                return
+            for run_id, job in list(self._jobs.items()):
+                folder = RunFolder(self.runs_dir / run_id)
+                returncode = job.proc.poll() if job.proc else None
+                if (job.proc and returncode is None) or (not job.proc and is_job_process(job.pid, folder)):
+                    continue
+                del self._jobs[run_id]
+                self._settle(folder, returncode)
+            queued = []
+            for path in self._run_dirs():
+                if path.name in self._settled or path.name in self._jobs:
+                    continue
+                status = RunFolder(path).read_status()
+                if status.get("state") in FINAL_STATES:
+                    self._settled.add(path.name)
+                elif status.get("state") == "running":  # a job of a manager gone before us
+                    self._adopt(RunFolder(path), status)
+                elif status.get("state") == "queued":
+                    queued.append((status.get("submitted_at") or 0, path.name))
+            for _, run_id in sorted(queued):
+                slot = self._free_slot()
+                if slot is None:
+                    break
+                self._start(RunFolder(self.runs_dir / run_id), slot)
+
+    def _settle(self, folder: RunFolder, returncode: int | None) -> None:
+        """A job's process is gone (so its last write is done): make sure its status is final."""
+        if folder.read_status().get("state") in FINAL_STATES:
+            return
+        if (folder.path / CANCEL_MARK).exists():
+            folder.write_status(state="cancelled", finished_at=time.time())
+        else:
+            folder.write_status(state="failed", error=exit_reason(folder, returncode), finished_at=time.time())
+
+    def _adopt(self, folder: RunFolder, status: dict) -> None:
+        pid = status.get("pid")
+        if pid and is_job_process(pid, folder):
+            slot = status.get("slot")
+            taken = {job.slot for job in self._jobs.values()}
+            if not isinstance(slot, int) or slot in taken or not 0 <= slot < self.slots:
+                slot = self._free_slot()
+            self._jobs[folder.path.name] = _Job(pid=int(pid), proc=None, slot=slot)
+        else:
+            self._settle(folder, None)
+
+    def _free_slot(self) -> int | None:
+        if len(self._jobs) >= self.slots:
+            return None
+        taken = {job.slot for job in self._jobs.values()}
+        return next((slot for slot in range(self.slots) if slot not in taken), None)
+
+    def _start(self, folder: RunFolder, slot: int) -> None:
+        gpu = self._gpus[slot % len(self._gpus)] if self._gpus else None
+        try:
+            proc = spawn([*self.command, str(folder.run_yaml)], folder.log_file, cwd=self.cwd, gpu=gpu)
+        except OSError as exc:
+            folder.write_status(state="failed", error=f"the job could not be started: {exc}")
+            return
+        # The job writes its own status too, but only after its imports (seconds), so this cannot clobber it.
+        folder.write_status(state="running", pid=proc.pid, slot=slot, gpu=gpu, started_at=time.time())
+        self._jobs[folder.path.name] = _Job(pid=proc.pid, proc=proc, slot=slot)
+
+    def _become_runner(self) -> bool:
+        if self._lock_fd is not None or fcntl is None:
+            return True
+        fd = os.open(self.runs_dir / ".jobs.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.poll()
+            except Exception:  # the queue must keep moving: log and go on
+                log.exception("job manager poll failed")
+
+    def shutdown(self, cancel_jobs: bool = False) -> None:
+        """Stop watching (jobs keep running unless cancel_jobs) and let another manager be the runner."""
+        if cancel_jobs:
+            for run_id in list(self._jobs):
+                self.cancel(run_id)
+            for run_id in list(self._jobs):
+                self.wait(run_id, timeout=self.cancel_timeout + 10)
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    # ----- folders -----
+
+    def _run_dirs(self) -> list[Path]:
+        return [p for p in self.runs_dir.iterdir() if p.is_dir() and RUN_ID.match(p.name)]
+
+    def _folder(self, run_id: str) -> RunFolder:
+        """The folder of an existing run; the id comes from users and HTTP, so it must be a plain name."""
+        folder = RunFolder(self.runs_dir / run_id) if isinstance(run_id, str) and RUN_ID.match(run_id) else None
+        if folder is None or not (folder.status_file.is_file() or folder.run_yaml.is_file()):
+            raise UnknownRun(run_id)  # no such folder, or one under runs_dir that is not a run
+        return folder
+
+    def _queued(self) -> list[str]:
+        """Queued run ids in the order they start."""
+        queued = []
+        for path in self._run_dirs():
+            status = RunFolder(path).read_status()
+            if status.get("state") == "queued":
+                queued.append((status.get("submitted_at") or 0, path.name))
+        return [run_id for _, run_id in sorted(queued)]
+
+    def _new_folder(self, run: RunConfig) -> RunFolder:
+        """A new folder named when and what: sortable, readable, and unique (mkdir fails if it exists)."""
+        base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(Path(run.model.name_or_path).name)}-r{run.lora.r}"
+        for n in range(1, 1000):
+            path = self.runs_dir / (base if n == 1 else f"{base}-{n}")
+            try:
+                path.mkdir()
+                return RunFolder(path)
+            except FileExistsError:
+                continue
+        raise RuntimeError(f"cannot make a new run folder in {self.runs_dir}")
+
+    def _timing(self, status: dict) -> tuple[float | None, float | None]:
+        """Seconds since the job started (until it ended), and the time left at its pace so far."""
+        started, now = status.get("started_at"), time.time()
+        if not started:
+            return None, None
+        final = status.get("state") in FINAL_STATES
+        end = (status.get("finished_at") or status.get("updated_at") or now) if final else now
+        elapsed = max(0.0, end - started)
+        step, max_steps = status.get("step") or 0, status.get("max_steps") or 0
+        if final or step <= 0 or max_steps <= 0:
+            return elapsed, 0.0 if final else None
+        # The pace since the first step this manager saw: model loading and the slow first step (three
+        # times the ETA on the demo) stay out of it. Before a second step is seen, the pace since the start.
+        first_step, first_seen = self._first_seen.setdefault(status["run_id"], (step, now))
+        pace = (now - first_seen) / (step - first_step) if step > first_step else elapsed / step
+        return elapsed, pace * max(0, max_steps - step)

@@ -1,0 +1,166 @@
+"""The job manager runs the real training job (`python -m finetune train`) on the built-in demo, a few steps
+at a time: queueing, cancelling, a killed job, and a new manager taking over from an old one.
+
+Each job spends most of its seconds importing torch, transformers, peft and trl, so the tests start as
+few as they can and cancel or kill a job as soon as it has shown what they check.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from finetune.errors import RunFileError
+from finetune.jobprocess import LOST, is_job_process, signal_job
+from finetune.jobs import JobManager, UnknownRun
+from finetune.runfolder import RunFolder
+
+JOB_TIMEOUT = 240  # seconds for one job, start-up included, on a slow two-core machine
+
+
+def demo_run(max_steps: int, seed: int = 42) -> str:
+    return (f"model: {{name_or_path: demo}}\nlora: {{r: 4, lora_alpha: 8}}\ndata: {{path: demo, max_length: 64}}\n"
+            f"training: {{max_steps: {max_steps}, per_device_train_batch_size: 2, gradient_accumulation_steps: 1, "
+            f"logging_steps: 1, save_steps: 1000, seed: {seed}}}\n")
+
+
+@pytest.fixture
+def managers(tmp_path):
+    """Make managers on one runs folder; at the end stop them and end every job they left running."""
+    made = []
+
+    def make(**kw):
+        manager = JobManager(tmp_path / "runs", **{"slots": 1, "poll_interval": 0.2, **kw})
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        manager.shutdown()
+    for path in (tmp_path / "runs").iterdir():
+        folder = RunFolder(path)
+        pid = folder.read_status().get("pid") if path.is_dir() else None
+        if pid and is_job_process(pid, folder):
+            signal_job(pid, signal.SIGKILL)
+
+
+def wait_for(predicate, timeout=JOB_TIMEOUT, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return value
+
+
+def test_invalid_run_is_refused_before_anything_is_made(managers, tmp_path):
+    manager = managers()
+    with pytest.raises(RunFileError) as err:
+        manager.submit("lora: {r: 0, lora_dropout: 2}")
+    assert any(p.startswith("lora.r:") for p in err.value.problems)
+    assert any(p.startswith("lora.lora_dropout:") for p in err.value.problems)
+    assert manager.list_runs() == []
+
+
+def test_unknown_or_unsafe_run_ids_raise(managers):
+    manager = managers()
+    (manager.runs_dir / "notes").mkdir()  # a folder, but not a run
+    for run_id in ("nope", "notes", "../runs", "/etc", ".jobs.lock", "", None):
+        with pytest.raises(UnknownRun):
+            manager.status(run_id)
+    for cancel in ("nope", "notes"):
+        with pytest.raises(KeyError):  # UnknownRun is a KeyError
+            manager.cancel(cancel)
+    assert manager.list_runs() == []
+
+
+def test_jobs_queue_run_in_order_and_report_losses(managers):
+    manager = managers()
+    bad_target = demo_run(2).replace("lora: {", "lora: {target_modules: [q_projj], ")  # found by the job's setup
+    runs = [manager.submit(text) for text in (demo_run(3, seed=1), demo_run(2, seed=2), bad_target, demo_run(2))]
+    first, second, bad, fourth = runs
+    assert sorted(runs) == runs  # ids sort in submission order
+    assert manager.status(first)["state"] == "running" and manager.status(first)["pid"]
+    assert [manager.queue_position(r) for r in runs] == [None, 1, 2, 3]
+    queued = manager.status(second)
+    assert queued["state"] == "queued" and queued["queue_position"] == 1 and queued["losses"] == []
+
+    assert manager.cancel(fourth)["state"] == "cancelled"  # a queued job is cancelled without ever starting
+    assert manager.queue_position(bad) == 2
+
+    done = manager.wait(first, timeout=JOB_TIMEOUT)
+    assert done["state"] == "completed", manager.log_tail(first)
+    assert [step for step, _ in done["losses"]] == [1, 2, 3] and done["tokens_per_second"] > 0
+    assert all(loss > 0 for _, loss in done["losses"]) and done["elapsed_s"] > 0 and done["eta_s"] == 0
+    assert (RunFolder(manager.runs_dir / first).adapter_dir / "adapter_config.json").is_file()
+    assert "step 3/3" in manager.log_tail(first)
+
+    done = manager.wait(second, timeout=JOB_TIMEOUT)  # started by the manager's thread when the first ended
+    assert done["state"] == "completed" and len(done["losses"]) == 2, manager.log_tail(second)
+    assert done["started_at"] >= manager.status(first)["updated_at"] - 1
+
+    failed = manager.wait(bad, timeout=JOB_TIMEOUT)  # exit code 2: its `error:` lines become the error
+    assert failed["state"] == "failed" and failed["error"].startswith('lora.target_modules: "q_projj"')
+
+    fourth_folder = RunFolder(manager.runs_dir / fourth)
+    assert fourth_folder.read_status()["state"] == "cancelled" and not fourth_folder.log_file.exists()
+    assert [r["run_id"] for r in manager.list_runs()] == runs[::-1]
+
+
+def test_a_job_killed_with_sigkill_is_reported_failed(managers):
+    manager = managers()
+    run_id = manager.submit(demo_run(200))
+    pid = manager.status(run_id)["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    status = manager.wait(run_id, timeout=30)
+    assert status["state"] == "failed" and "SIGKILL" in status["error"]
+
+
+def test_a_new_manager_marks_a_job_whose_process_is_gone_failed(managers, tmp_path):
+    folder = RunFolder(tmp_path / "runs" / "20260101-000000-demo-r4")
+    folder.run_yaml.parent.mkdir(parents=True)
+    folder.run_yaml.write_text(demo_run(3))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # a pid that no longer runs
+    folder.write_status(state="running", pid=ended.pid, step=1, max_steps=3)
+    status = managers().status(folder.path.name)
+    assert status["state"] == "failed" and status["error"] == LOST
+
+
+def test_a_new_manager_reattaches_runs_the_queue_and_cancels(managers):
+    old = managers()
+    first, second = old.submit(demo_run(500)), old.submit(demo_run(500, seed=2))
+    wait_for(lambda: old.status(first)["losses"], what="the first loss")  # training, not still importing
+    old.shutdown()  # the app goes away; its job does not
+
+    new = managers()
+    assert [(r["run_id"], r["state"]) for r in new.list_runs()] == [(second, "queued"), (first, "running")]
+    time.sleep(1)  # a few polls: the new manager must not take the live job for a dead one
+    assert new.status(first)["state"] == "running" and new.queue_position(second) == 1
+
+    os.killpg(new.status(first)["pid"], signal.SIGKILL)  # not the new manager's child: no exit code to read
+    killed = new.wait(first, timeout=30)
+    assert killed["state"] == "failed" and killed["error"] == LOST and killed["losses"]
+
+    wait_for(lambda: new.status(second)["losses"], what="the queued job's first loss")
+    started = time.monotonic()
+    assert new.cancel(second)["state"] == "running"  # returns at once; the job stops at the end of its step
+    stopped = new.wait(second, timeout=60)
+    assert stopped["state"] == "cancelled" and not stopped["error"], new.log_tail(second)
+    assert time.monotonic() - started < 30  # it stopped on SIGTERM, without waiting for SIGKILL
+    assert (RunFolder(new.runs_dir / second).adapter_dir / "adapter_config.json").is_file()
+
+
+def test_a_job_that_ignores_sigterm_is_killed_and_marked_cancelled(managers):
+    # A stand-in for a job hung where no signal handler runs (the real job always stops on SIGTERM).
+    hung = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('hung', flush=True); time.sleep(120)"]
+    manager = managers(command=hung, cancel_timeout=1)
+    run_id = manager.submit(demo_run(2))
+    wait_for(lambda: manager.log_tail(run_id), timeout=30, what="the stand-in to start")
+    started = time.monotonic()
+    assert manager.cancel(run_id)["state"] == "running" and time.monotonic() - started < 1
+    stopped = manager.wait(run_id, timeout=30)
+    assert stopped["state"] == "cancelled" and "SIGKILL" in stopped["error"]
