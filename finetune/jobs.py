@@ -16,7 +16,8 @@ Public API (used by the UI and the app's HTTP endpoints):
         GPU, 1 without. command: the argv prefix a job runs (the run file's path is appended); default
         [sys.executable, "-m", "finetune", "train"]. cwd: the jobs' working directory (relative paths in
         run files resolve there); default the current one. A daemon thread advances the queue.
-    .submit(run: RunConfig | str) -> str          validate (RunFileError propagates), make the folder, queue;
+    .submit(run: RunConfig | str) -> str          validate the run file and its count (RunFileError
+                                                  propagates), make the folder, queue;
                                                   returns the run id, e.g. "20261122-041530-demo-r16"
     .status(run_id) -> dict                       status.json + run_id, losses [[step, loss], ...],
                                                   eval_losses, tokens_per_second, elapsed_s, eta_s,
@@ -49,6 +50,7 @@ from pathlib import Path
 import yaml
 
 from finetune.config import RunConfig, parse_run
+from finetune.count import count_run
 from finetune.jobprocess import detect_gpus, exit_reason, is_job_process, signal_job, spawn
 from finetune.runfolder import FINAL_STATES, RunFolder
 
@@ -110,6 +112,9 @@ class JobManager:
             run = RunConfig.from_dict(run.to_dict())  # a copy, checked again: it may have been built by hand
         else:
             raise TypeError(f"submit() takes a RunConfig or the run file's text, not {type(run).__name__}")
+        # What needs only the model's config.json (a typo in target_modules, say) is refused now, not by a
+        # job that fails seconds later; the count is cached, so this costs nothing on a second launch.
+        count_run(run)
         with self._lock:
             folder = self._new_folder(run)
             run.training.output_dir = str(folder.path)

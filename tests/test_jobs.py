@@ -61,6 +61,8 @@ def test_invalid_run_is_refused_before_anything_is_made(managers, tmp_path):
         manager.submit("lora: {r: 0, lora_dropout: 2}")
     assert any(p.startswith("lora.r:") for p in err.value.problems)
     assert any(p.startswith("lora.lora_dropout:") for p in err.value.problems)
+    with pytest.raises(RunFileError, match='lora.target_modules: "q_projj" matches no module'):
+        manager.submit(demo_run(2).replace("lora: {", "lora: {target_modules: [q_projj], "))
     assert manager.list_runs() == []
 
 
@@ -78,8 +80,8 @@ def test_unknown_or_unsafe_run_ids_raise(managers):
 
 def test_jobs_queue_run_in_order_and_report_losses(managers):
     manager = managers()
-    bad_target = demo_run(2).replace("lora: {", "lora: {target_modules: [q_projj], ")  # found by the job's setup
-    runs = [manager.submit(text) for text in (demo_run(3, seed=1), demo_run(2, seed=2), bad_target, demo_run(2))]
+    bad_data = demo_run(2).replace("path: demo", "path: /nowhere/data.jsonl")  # found by the job's setup
+    runs = [manager.submit(text) for text in (demo_run(3, seed=1), demo_run(2, seed=2), bad_data, demo_run(2))]
     first, second, bad, fourth = runs
     assert sorted(runs) == runs  # ids sort in submission order
     assert manager.status(first)["state"] == "running" and manager.status(first)["pid"]
@@ -102,7 +104,7 @@ def test_jobs_queue_run_in_order_and_report_losses(managers):
     assert done["started_at"] >= manager.status(first)["updated_at"] - 1
 
     failed = manager.wait(bad, timeout=JOB_TIMEOUT)  # exit code 2: its `error:` lines become the error
-    assert failed["state"] == "failed" and failed["error"].startswith('lora.target_modules: "q_projj"')
+    assert failed["state"] == "failed" and "/nowhere/data.jsonl" in failed["error"]
 
     fourth_folder = RunFolder(manager.runs_dir / fourth)
     assert fourth_folder.read_status()["state"] == "cancelled" and not fourth_folder.log_file.exists()
