@@ -80,7 +80,7 @@ def test_unknown_or_unsafe_run_ids_raise(managers):
 
 def test_jobs_queue_run_in_order_and_report_losses(managers):
     manager = managers()
-    bad_data = demo_run(2).replace("path: demo", "path: /nowhere/data.jsonl")  # found by the job's setup
+    bad_data = demo_run(2).replace("data: {path: demo", "data: {path: /nowhere/data.jsonl")  # found by the job's setup
     runs = [manager.submit(text) for text in (demo_run(3, seed=1), demo_run(2, seed=2), bad_data, demo_run(2))]
     first, second, bad, fourth = runs
     assert sorted(runs) == runs  # ids sort in submission order
