@@ -6,3 +6,41 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def plain_model_dir(tmp_path_factory):
+    """A tiny random Llama (about 70k parameters) whose tokenizer has no chat template: a "base" model, saved
+    as a local folder like a Hub download. Its tokenizer is the demo's, so both see the same words."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from finetune.demo import MODEL_DIR
+
+    folder = tmp_path_factory.mktemp("plain-model")
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+    tokenizer.chat_template = None
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    return folder
+
+
+@pytest.fixture
+def write_jsonl(tmp_path):
+    """write_jsonl(rows, name="data.jsonl") -> path: a JSONL file of the given dicts (or raw lines, as str)."""
+    import json
+
+    def write(rows, name="data.jsonl"):
+        path = tmp_path / name
+        path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows),
+                        encoding="utf-8")
+        return path
+
+    return write

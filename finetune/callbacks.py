@@ -1,0 +1,81 @@
+"""What a running job tells the outside world: RunCallback appends one record per logging step to
+metrics.jsonl (the UI's loss curve), keeps status.json's step current, prints a short line per log to
+train.log, and ends training cleanly, after a checkpoint, once finetune.stopping says a stop was asked for.
+"""
+
+from __future__ import annotations
+
+import time
+
+from transformers import TrainerCallback
+
+from finetune.runfolder import RunFolder
+from finetune.stopping import Stopper
+
+STATUS_EVERY_S = 1.0  # status.json is rewritten at most this often (and at every log): cheap, yet live
+
+
+class RunCallback(TrainerCallback):
+    def __init__(self, folder: RunFolder, stopper: Stopper, last_logged_step: int = 0):
+        self.folder = folder
+        self.stopper = stopper
+        self.last_logged_step = last_logged_step  # on resume: records up to here already exist
+        self.status_written = 0.0
+        self.tokens_time = (0, time.time())  # (TRL's running token count, when it was read): tokens/s
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.tokens_time = (0, time.time())
+        self.folder.write_status(step=state.global_step, max_steps=state.max_steps)
+        print(f"training: {state.max_steps} steps, starting at step {state.global_step}", flush=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.time()
+        if now - self.status_written >= STATUS_EVERY_S:
+            self.folder.write_status(step=state.global_step, max_steps=state.max_steps)
+            self.status_written = now
+        if self.stopper.requested:
+            control.should_save = True           # a checkpoint, for --resume
+            control.should_training_stop = True  # and the loop ends after this step
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._pause_clock()
+
+    def on_save(self, args, state, control, **kwargs):
+        self._pause_clock()
+
+    def _pause_clock(self) -> None:
+        """Evaluating and saving are not training: tokens/s is measured from after them."""
+        self.tokens_time = (self.tokens_time[0], time.time())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        step = state.global_step
+        if step <= self.last_logged_step and "eval_loss" not in logs:
+            return  # already on the curve (written before the checkpoint this run resumed from)
+        if "loss" in logs:
+            record = {"step": step, "loss": logs["loss"], "learning_rate": logs.get("learning_rate"),
+                      "grad_norm": logs.get("grad_norm"), "epoch": logs.get("epoch"),
+                      "tokens_per_second": self._tokens_per_second(logs.get("num_tokens"))}
+            if "mean_token_accuracy" in logs:
+                record["token_accuracy"] = logs["mean_token_accuracy"]
+            self.last_logged_step = step
+            print(f"step {step}/{state.max_steps}  loss {record['loss']:.4f}  lr {record['learning_rate'] or 0:.2e}"
+                  f"  grad_norm {record['grad_norm'] or 0:.3f}  {record['tokens_per_second'] or 0:,.0f} tokens/s",
+                  flush=True)
+        elif "eval_loss" in logs:
+            record = {"step": step, "eval_loss": logs["eval_loss"], "epoch": logs.get("epoch")}
+            print(f"step {step}/{state.max_steps}  eval_loss {logs['eval_loss']:.4f}", flush=True)
+        else:
+            return  # the end-of-training summary: train.log has it from the Trainer, the curve does not need it
+        self.folder.append_metrics(record)
+        self.folder.write_status(step=step, max_steps=state.max_steps)
+        self.status_written = time.time()
+
+    def _tokens_per_second(self, num_tokens) -> float | None:
+        if num_tokens is None:
+            return None
+        last_tokens, last_time = self.tokens_time
+        now = time.time()
+        self.tokens_time = (num_tokens, now)
+        return round((num_tokens - last_tokens) / max(now - last_time, 1e-6), 1)
+

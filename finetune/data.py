@@ -1,0 +1,234 @@
+"""The dataset: load it, recognise its format, check every example, and turn it into one of the shapes TRL's
+SFTTrainer takes (conversational `messages`, `prompt` + `completion`, or `text`).
+
+Runs before any model weights load, so bad data costs the user seconds, not a model download. Every problem is
+one DataError line naming the file, the JSONL line (or row) and the columns found. Reading the files is
+finetune.datafiles' job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from finetune.config import DataSection, RunConfig
+from finetune.datafiles import columns_of, from_rows, load_raw
+from finetune.errors import DataError
+
+ROLES = {"system", "user", "assistant", "tool"}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "tool": "tool"}
+# Columns each format needs; the first format whose columns are all present wins under `auto`.
+NEEDS = {"chat": ("messages",), "prompt_completion": ("prompt", "completion"),
+         "alpaca": ("instruction", "output"), "text": ("text",)}
+# Columns read per format (beyond NEEDS: optional ones); every other column is dropped before TRL sees it.
+KEEP = {"chat": ["messages", "tools"], "prompt_completion": ["prompt", "completion"],
+        "alpaca": ["instruction", "input", "output", "system"], "text": ["text"]}
+TRL_COLUMNS = {"chat": ["messages", "tools"], "prompt_completion": ["prompt", "completion"],
+               "alpaca": ["prompt", "completion"], "text": ["text"]}  # what TRL is given, per format found
+SHOWN = 5  # problems listed before "... and N more": enough to see the pattern, short enough to read
+
+ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n{input}### Response:\n"
+
+
+@dataclass
+class Examples:
+    """A loaded dataset in TRL's shape, with what the job log and the UI say about it."""
+    train: object                 # datasets.Dataset
+    eval: object | None           # datasets.Dataset, when data.eval_size > 0
+    format: str                   # chat | prompt_completion | alpaca | text (as found, before conversion)
+
+
+def detect_format(columns, data: DataSection) -> str:
+    """The format named in the run file, or under `auto` the first whose columns are all there."""
+    columns = list(columns)
+    if data.format != "auto":
+        missing = [c for c in NEEDS[data.format] if c not in columns]
+        if data.format == "chat" and missing and "conversations" in columns:
+            return "chat"
+        if missing:
+            raise DataError(f'data.format: "{data.format}" needs the column(s) {", ".join(NEEDS[data.format])}; '
+                            f'"{data.path}" has {", ".join(columns) or "none"}')
+        return data.format
+    if "conversations" in columns and "messages" not in columns:
+        return "chat"  # ShareGPT's from/value turns, turned into messages below
+    for fmt, needed in NEEDS.items():
+        if all(c in columns for c in needed):
+            return fmt
+    raise DataError(f'data.path: "{data.path}": no known format in its columns ({", ".join(columns) or "none"}); '
+                    "expected messages (chat), prompt + completion, instruction + output (Alpaca), or text")
+
+
+def _check_turns(turns, column: str) -> str | None:
+    if not isinstance(turns, list) or not turns:
+        return f'"{column}" must be a non-empty list of messages'
+    for t in turns:
+        if not isinstance(t, dict) or not isinstance(t.get("role"), str) or not isinstance(t.get("content"), str):
+            return f'"{column}" must hold objects with a "role" and a string "content", got {json.dumps(t)[:80]}'
+        if t["role"] not in ROLES:
+            return f'"{column}" has an unknown role "{t["role"]}"; roles are {", ".join(sorted(ROLES))}'
+    return None
+
+
+def _problem(row: dict, fmt: str) -> str | None:
+    """What is wrong with one example, or None."""
+    if fmt == "chat":
+        problem = _check_turns(row["messages"], "messages")
+        if problem is None and not any(t["role"] == "assistant" for t in row["messages"]):
+            problem = '"messages" has no assistant message to learn from'
+        return problem
+    columns = {"text": ["text"], "alpaca": ["instruction", "output"], "prompt_completion": ["prompt", "completion"]}
+    for col in columns[fmt]:
+        value = row[col]
+        if fmt == "prompt_completion" and isinstance(value, list):
+            if (problem := _check_turns(value, col)) is not None:
+                return problem
+        elif not isinstance(value, str):
+            return f'"{col}" must be a string, got {"null" if value is None else type(value).__name__}'
+        elif col != "prompt" and not value.strip():
+            return f'"{col}" is empty'
+    if fmt == "prompt_completion" and isinstance(row["prompt"], list) != isinstance(row["completion"], list):
+        return '"prompt" and "completion" must both be strings or both be lists of messages'
+    if fmt == "alpaca" and row.get("input") is not None and not isinstance(row["input"], str):
+        return f'"input" must be a string, got {type(row["input"]).__name__}'
+    return None
+
+
+def _from_sharegpt(turns):
+    if not isinstance(turns, list):
+        return turns
+    return [{"role": SHAREGPT_ROLES.get(t.get("from"), t.get("from")), "content": t.get("value")}
+            if isinstance(t, dict) and "from" in t else t for t in turns]
+
+
+def check_rows(rows, fmt: str, where, label: str) -> None:
+    """Every example checked; all problems found (up to SHOWN) in one DataError. rows: an iterable of dicts."""
+    problems = []
+    for i, row in enumerate(rows):
+        if fmt == "chat" and "messages" not in row:
+            row = {"messages": _from_sharegpt(row.get("conversations"))}
+        row = {col: row.get(col) for col in KEEP[fmt]}
+        if (problem := _problem(row, fmt)) is not None:
+            problems.append(f"{label}: {where(i)}: {problem}")
+    if problems:
+        more = len(problems) - SHOWN
+        raise DataError(problems[:SHOWN] + ([f"{label}: ... and {more} more problem(s) like these"] if more > 0 else []))
+
+
+def _sharegpt_row(row: dict) -> dict:
+    return {"messages": _from_sharegpt(row["conversations"])}
+
+
+def _alpaca_row(row: dict, chat: bool) -> dict:
+    return alpaca_to_prompt_completion(row, chat)
+
+
+def alpaca_to_prompt_completion(row: dict, chat: bool) -> dict:
+    """Alpaca's instruction (+ input) + output as TRL's prompt + completion: as chat turns when the model has a
+    chat template (so it learns in its own format), else in Alpaca's original prompt layout."""
+    instruction, extra = row["instruction"], (row.get("input") or "").strip()
+    if chat:
+        user = f"{instruction}\n\n{extra}" if extra else instruction
+        prompt = ([{"role": "system", "content": row["system"]}] if row.get("system") else [])
+        return {"prompt": prompt + [{"role": "user", "content": user}],
+                "completion": [{"role": "assistant", "content": row["output"]}]}
+    text = ALPACA_PROMPT.format(instruction=instruction, input=f"### Input:\n{extra}\n\n" if extra else "")
+    return {"prompt": text, "completion": row["output"]}
+
+
+def to_trl(data: DataSection, tokenizer, limit: int | None = None):
+    """Load, detect, check and convert: (a Dataset in one of TRL's shapes, the format found)."""
+    import datasets
+
+    datasets.disable_progress_bars()  # they would fill train.log with carriage returns
+    ds, rows, where = load_raw(data, limit)
+    fmt = detect_format(columns_of(rows) if isinstance(rows, list) else ds.column_names, data)
+    check_rows(_only(rows, KEEP[fmt] + ["conversations"]), fmt, where, f'data.path: "{data.path}"')
+    if ds is None:
+        ds = from_rows(rows, KEEP[fmt] + ["conversations"])
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if fmt == "chat" and "messages" not in ds.column_names:
+        ds = ds.map(_sharegpt_row, remove_columns=ds.column_names)
+    elif fmt == "alpaca":
+        ds = ds.map(_alpaca_row, fn_kwargs={"chat": has_template}, remove_columns=ds.column_names)
+    ds = ds.select_columns([c for c in TRL_COLUMNS[fmt] if c in ds.column_names])
+    chat = fmt == "chat" or (fmt != "text" and not isinstance(ds[0]["prompt"], str))
+    if chat and not has_template:
+        raise DataError(f'data.format: "{fmt}" data is chat turns, but the tokenizer of this model has no chat '
+                        'template; choose a model with one (an instruct or chat model), or use text or '
+                        'prompt_completion data')
+    return ds, fmt
+
+
+def _only(rows, columns: list[str]):
+    """The rows to check, reading only the columns that matter (a Dataset decodes nothing else)."""
+    if isinstance(rows, list):
+        return rows
+    return rows.select_columns([c for c in columns if c in rows.column_names])
+
+
+def load_examples(run: RunConfig, tokenizer) -> Examples:
+    """The whole dataset, checked, in TRL's shape, with the evaluation split taken off when asked."""
+    ds, fmt = to_trl(run.data, tokenizer)
+    n_eval = eval_count(run.data, len(ds))
+    if not n_eval:
+        return Examples(ds, None, fmt)
+    parts = ds.train_test_split(test_size=n_eval, seed=run.training.seed)
+    return Examples(parts["train"], parts["test"], fmt)
+
+
+def last_reply_as_completion(ds):
+    """Chat rows as conversational prompt + completion, split before the last assistant reply: the completion
+    TRL trains on when the chat template cannot mark every reply. Turns after that reply are dropped."""
+    def split(row):
+        turns = row["messages"]
+        last = max(i for i, t in enumerate(turns) if t["role"] == "assistant")
+        return {"prompt": turns[:last], "completion": [turns[last]]}
+
+    return ds.map(split, remove_columns=ds.column_names)
+
+
+def eval_count(data: DataSection, n: int) -> int:
+    """data.eval_size as a number of examples: a fraction of n below 1, a count from 1 up; at least one of
+    the n examples must be left to train on."""
+    size = data.eval_size
+    if not size:
+        return 0
+    if size >= 1 and size != int(size):
+        raise DataError(f"data.eval_size: a number of examples must be whole (or a fraction below 1), got {size}")
+    count = max(1, round(size * n)) if size < 1 else int(size)
+    if count >= n:
+        raise DataError(f"data.eval_size: {size:g} leaves no example to train on; the dataset has {n}")
+    return count
+
+
+def render(row: dict, tokenizer) -> str:
+    """One example as the model will read it: the chat template applied, the end-of-text token added."""
+    eos = tokenizer.eos_token or ""
+    if "messages" in row:
+        return tokenizer.apply_chat_template(row["messages"], tokenize=False, tools=row.get("tools"))
+    if "prompt" in row:
+        if isinstance(row["prompt"], list):
+            return tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+        text = row["prompt"] + row["completion"]
+    else:
+        text = row["text"]
+    return text if text.endswith(eos) else text + eos
+
+
+def count_too_long(rows, tokenizer, max_length: int, sample: int = 2_000) -> tuple[int, int]:
+    """How many examples are longer than max_length tokens (and will be truncated), of how many checked.
+    Counted on at most `sample` examples: a large dataset gets an estimate, not a second full tokenization."""
+    rows = rows if len(rows) <= sample else rows.shuffle(seed=0).select(range(sample))
+    texts = [render(r, tokenizer) for r in rows]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return sum(n > max_length for n in lengths), len(lengths)
+
+
+def preview(run: RunConfig, n: int = 3) -> list[str]:
+    """The first n examples as the model will see them: a cheap look for the UI (reads only what it shows)."""
+    from finetune.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(run.model)
+    ds, _ = to_trl(run.data, tokenizer, limit=n)
+    return [render(r, tokenizer) for r in ds.select(range(min(n, len(ds))))]

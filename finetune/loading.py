@@ -1,0 +1,119 @@
+"""Loading what a run trains: the tokenizer (cheap, needed to check the data) and the base model, on the
+right device, in the right dtype, quantized with bitsandbytes when asked. The adapter itself is PEFT's job.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+
+from finetune.config import LoraSection, ModelSection
+from finetune.demo import resolve_model
+from finetune.errors import RunFileError
+
+
+def quiet_libraries() -> None:
+    """Silence third-party chatter that would confuse a user reading train.log: progress bars drawn with
+    carriage returns, and notices about internals they cannot act on (kernel hubs, dtype casts, deprecations
+    inside the libraries). Real errors still surface: they are raised, not logged."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else a fork warning once the Trainer starts
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for name in ("bitsandbytes", "accelerate", "peft", "datasets", "torch.distributed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def device_kind() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def weights_dtype(model: ModelSection):
+    """model.dtype as a torch dtype: `auto` is bfloat16 on a GPU that has it, float16 on an older GPU, and
+    float32 on the CPU (where half precision is slow and poorly supported)."""
+    import torch
+
+    if model.dtype != "auto":
+        return getattr(torch, model.dtype)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def device_problems(model: ModelSection) -> list[str]:
+    """Settings this machine cannot run, found before anything loads."""
+    if device_kind() == "cpu" and model.dtype == "float16":
+        return ['model.dtype: "float16" needs a GPU; on the CPU use "float32" (or "auto")']
+    return []
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str, revision: str | None, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(model: ModelSection):
+    """The model's tokenizer, with a pad token (its end-of-text token when it has none, as TRL would)."""
+    try:
+        tok = _tokenizer(resolve_model(model.name_or_path), model.revision, model.trust_remote_code)
+    except Exception as exc:  # OSError offline, ValueError for an unknown class...: one line for the user
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RunFileError(f'model.name_or_path: "{model.name_or_path}": cannot load its tokenizer: '
+                           f"{first[:300]}") from None
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def quantization_config(model: ModelSection, compute_dtype):
+    """QLoRA's recipe for 4-bit (NF4, double quantization, compute in the weights' dtype), or LLM.int8()."""
+    from transformers import BitsAndBytesConfig
+
+    if model.quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    if model.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_model(model: ModelSection, gradient_checkpointing: bool):
+    """The frozen base model, ready for an adapter: quantized models go through PEFT's
+    prepare_model_for_kbit_training (norms in fp32, input gradients on for checkpointing)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = weights_dtype(model)
+    quant = quantization_config(model, dtype)
+    kwargs = {}
+    if quant is not None and torch.cuda.is_available():
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # bitsandbytes quantizes as it places
+    base = AutoModelForCausalLM.from_pretrained(
+        resolve_model(model.name_or_path), dtype=dtype, quantization_config=quant, revision=model.revision,
+        trust_remote_code=model.trust_remote_code, **kwargs)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=gradient_checkpointing)
+    return base
+
+
+def lora_config(lora: LoraSection):
+    """peft.LoraConfig from the run file's lora section: its keys are LoraConfig's own names."""
+    from dataclasses import asdict
+
+    from peft import LoraConfig
+
+    kwargs = {k: v for k, v in asdict(lora).items() if v is not None}
+    return LoraConfig(task_type="CAUSAL_LM", **kwargs)

@@ -1,0 +1,304 @@
+"""The training job: `python -m finetune train RUN [--resume]` (or `python -m finetune.train RUN`).
+
+    setup    check the run file, the model-dependent settings and the data; nothing is loaded or created
+             in training.output_dir until all of it passes (exit 2, one `error: ...` line per problem)
+    train    run.yaml and status.json, the base model (quantized if asked), LoRA from PEFT, TRL's SFTTrainer;
+             metrics.jsonl and status.json follow every logging step
+    cleanup  adapter/ (adapter_config.json + adapter_model.safetensors) and the tokenizer, state `completed`;
+             SIGTERM/SIGINT ends as `cancelled` with a checkpoint and the adapter; a crash ends as `failed`
+             with a one-line reason (the traceback goes to train.log), exit 1
+
+stdout and stderr are the job's log (the job manager sends them to train.log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from finetune.config import RunConfig, load_run
+from finetune.errors import RunFileError
+from finetune.runfolder import RunFolder
+
+CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"}
+
+
+@dataclass
+class Plan:
+    """Everything setup checked, kept so the job does not read or compute it twice."""
+    run: RunConfig
+    tokenizer: object
+    examples: object                   # finetune.data.Examples
+    args: object                       # trl.SFTConfig
+    checkpoint: str | None = None      # what --resume goes on from
+    count: object = None               # finetune.count.Count, when that module is there
+    notes: list[str] = field(default_factory=list)  # lines for train.log about choices made for the user
+
+
+def setup(run_path: str, resume: bool) -> Plan:
+    """Check everything a user can get wrong, collecting every problem; raises RunFileError."""
+    from finetune.loading import device_problems, load_tokenizer, quiet_libraries
+
+    quiet_libraries()  # before the libraries load: some speak once, at import
+    run = load_run(run_path)
+    problems = device_problems(run.model) + folder_problems(run, resume)
+    count = None
+    try:
+        from finetune.count import count_run
+    except ImportError:
+        count_run = None
+    notes = []
+    if count_run is not None:
+        try:
+            count = count_run(run)
+        except RunFileError as exc:
+            problems += exc.problems
+        except Exception as exc:  # a model the count cannot read is PEFT's to judge, not a reason to refuse
+            notes.append(f"parameters: not counted before loading ({type(exc).__name__}: {exc})")
+    tokenizer = examples = None
+    try:
+        tokenizer = load_tokenizer(run.model)
+    except RunFileError as exc:
+        problems += exc.problems
+    if tokenizer is not None:
+        from finetune.data import load_examples
+
+        try:
+            examples = load_examples(run, tokenizer)
+        except RunFileError as exc:
+            problems += exc.problems
+    if problems:
+        raise RunFileError(problems)
+    plan = Plan(run, tokenizer, examples, None, count=count, notes=notes)
+    plan.checkpoint = last_checkpoint(run.training.output_dir) if resume else None
+    choose_loss(plan)
+    plan.args = sft_config(plan)
+    return plan
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+
+
+def folder_problems(run: RunConfig, resume: bool) -> list[str]:
+    out_dir = run.training.output_dir
+    has_checkpoint = os.path.isdir(out_dir) and any(n.startswith("checkpoint-") for n in os.listdir(out_dir))
+    if resume and not has_checkpoint:
+        return [f'--resume: training.output_dir "{out_dir}" has no checkpoint-N folder to go on from']
+    if not resume and (has_checkpoint or os.path.isdir(os.path.join(out_dir, "adapter"))):
+        return [f'training.output_dir: "{out_dir}" already holds a trained run; pass --resume to go on from '
+                "its last checkpoint, or choose another output_dir"]
+    return []
+
+
+def choose_loss(plan: Plan) -> None:
+    """Train on the answers only: TRL masks prompts of prompt/completion data by itself; chat data needs
+    {% generation %} markers in the template (or a training variant TRL knows). Without them, each
+    conversation is split before its last assistant reply, which becomes the completion."""
+    extra = plan.run.training_extra
+    if plan.examples.format != "chat" or "assistant_only_loss" in extra or "completion_only_loss" in extra:
+        return
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    template = plan.tokenizer.chat_template
+    try:
+        marked = has_generation_markers(template) or get_training_chat_template(plan.tokenizer) is not None
+    except ValueError:
+        marked = False
+    if marked:
+        plan.notes.append("loss: on the assistant's replies only (the chat template marks them)")
+        extra["assistant_only_loss"] = True
+        return
+    from finetune.data import last_reply_as_completion
+
+    plan.examples.train = last_reply_as_completion(plan.examples.train)
+    if plan.examples.eval is not None:
+        plan.examples.eval = last_reply_as_completion(plan.examples.eval)
+    plan.notes.append("loss: on each conversation's last assistant reply (the chat template has no "
+                      "{% generation %} markers to find the others)")
+
+
+def sft_config(plan: Plan):
+    """The run file mapped onto trl.SFTConfig; training_extra (further SFTConfig keys) goes last and wins."""
+    import torch
+    from trl import SFTConfig
+
+    from finetune.loading import weights_dtype
+
+    run, t = plan.run, plan.run.training
+    cuda = torch.cuda.is_available()
+    optim = t.optim
+    if optim in CUDA_ONLY_OPTIMIZERS and not cuda:
+        plan.notes.append(f'optimizer: "{optim}" needs CUDA; using "adamw_torch" on the CPU')
+        optim = "adamw_torch"
+    dtype = weights_dtype(run.model)
+    has_eval = plan.examples.eval is not None
+    kwargs = dict(
+        output_dir=t.output_dir, learning_rate=t.learning_rate, num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps, per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=optim,
+        gradient_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, seed=t.seed,
+        eval_strategy="steps" if has_eval else "no", eval_steps=(t.eval_steps or t.logging_steps * 10),
+        max_length=run.data.max_length, packing=run.data.packing,
+        # SFTConfig would default to bf16 everywhere; mixed precision follows the weights' dtype instead.
+        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=not cuda,
+        dataloader_pin_memory=cuda, report_to="none", disable_tqdm=True, save_only_model=False,
+    )
+    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name still works,
+    # with a deprecation warning): use whichever this version has.
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    kwargs[checkpointing] = kwargs.pop("gradient_checkpointing")
+    if t.gradient_checkpointing:
+        kwargs[f"{checkpointing}_kwargs"] = {"use_reentrant": False}
+    kwargs.update(run.training_extra)
+    try:
+        return SFTConfig(**kwargs)
+    except (ValueError, TypeError) as exc:  # a combination TrainingArguments refuses, in its own words
+        raise RunFileError(f"training: {str(exc).strip().splitlines()[0]}") from None
+
+
+def start(plan: Plan, folder: RunFolder) -> None:
+    """The run folder at the start: run.yaml, a fresh (or, on resume, trimmed) curve, status `running`."""
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.run_yaml.write_text(plan.run.to_yaml(), encoding="utf-8")
+    step = int(plan.checkpoint.rsplit("-", 1)[1]) if plan.checkpoint else 0
+    records = [r for r in folder.read_metrics() if r.get("step", 0) <= step] if plan.checkpoint else []
+    # Points logged after the checkpoint are trained again on resume: drop them so no step appears twice.
+    folder.metrics_file.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    max_steps = plan.run.training.max_steps if plan.run.training.max_steps > 0 else None
+    folder.write_status(state="running", pid=os.getpid(), step=step, max_steps=max_steps, error=None,
+                        started_at=time.time(), resumed_from=plan.checkpoint)
+
+
+def report_data(plan: Plan) -> None:
+    from finetune.data import count_too_long
+
+    ex, data = plan.examples, plan.run.data
+    n_eval = len(ex.eval) if ex.eval is not None else 0
+    print(f"data: {data.path} ({ex.format}), {len(ex.train)} training and {n_eval} evaluation examples", flush=True)
+    too_long, checked = count_too_long(ex.train, plan.tokenizer, data.max_length)
+    if too_long:
+        about = "" if checked == len(ex.train) else f" (estimated from {checked})"
+        print(f"data: {too_long} of {checked} examples are longer than data.max_length={data.max_length} tokens "
+              f"and will be truncated{about}", flush=True)
+
+
+def check_count(plan: Plan, model) -> None:
+    """PEFT's own count against the core's closed-form count, which the UI showed before launch."""
+    trainable, total = model.get_nb_trainable_parameters()
+    print(f"parameters: {trainable:,} trainable of {total:,} (PEFT, {100 * trainable / total:.4f}%)", flush=True)
+    if plan.count is None:
+        return
+    print(f"parameters: {plan.count.trainable:,} trainable of {plan.count.total:,} (finetune count)", flush=True)
+    if (trainable, total) != (plan.count.trainable, plan.count.total):
+        print(f"WARNING: the parameter count shown before launch ({plan.count.trainable:,} of "
+              f"{plan.count.total:,}) differs from what PEFT built ({trainable:,} of {total:,}); "
+              "please report this run file", flush=True)
+
+
+def train(plan: Plan, folder: RunFolder, stopper) -> str:
+    """Load, attach, train, save; returns the final state."""
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    from finetune.callbacks import RunCallback
+    from finetune.loading import device_kind, load_model, lora_config
+
+    run = plan.run
+    print(f"model: {run.model.name_or_path} (quantization {run.model.quantization}, {device_kind()}, "
+          f"{plan.args.bf16 and 'bf16' or plan.args.fp16 and 'fp16' or 'fp32'})", flush=True)
+    model = load_model(run.model, run.training.gradient_checkpointing)
+    last_step = int(plan.checkpoint.rsplit("-", 1)[1]) if plan.checkpoint else 0
+    trainer = SFTTrainer(model=model, args=plan.args, train_dataset=plan.examples.train,
+                         eval_dataset=plan.examples.eval, processing_class=plan.tokenizer,
+                         peft_config=lora_config(run.lora),
+                         callbacks=[RunCallback(folder, stopper, last_logged_step=last_step)])
+    trainer.remove_callback(PrinterCallback)  # it prints each log as a dict; RunCallback prints a readable line
+    check_count(plan, trainer.model)
+    stopper.training()
+    result = trainer.train(resume_from_checkpoint=plan.checkpoint)
+    print(f"trained: {result.global_step} steps in {result.metrics.get('train_runtime', 0):.1f} s, "
+          f"mean loss {result.training_loss:.4f}", flush=True)
+    trainer.model.save_pretrained(folder.adapter_dir)
+    plan.tokenizer.save_pretrained(folder.adapter_dir)
+    state = "completed" if result.global_step >= trainer.state.max_steps else "cancelled"
+    print(f"{state}: adapter saved to {folder.adapter_dir}", flush=True)
+    return state
+
+
+def main(run_path: str, resume: bool = False) -> int:
+    """Exit code: 0 completed (or cancelled on request), 2 invalid input, 1 the job failed while running."""
+    from finetune.stopping import Stopper
+
+    stopper = Stopper().install()  # first: importing the libraries takes seconds, a cancel may come meanwhile
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # train.log follows the job line by line
+    print(f"run: {run_path}{' --resume' if resume else ''}: checking the settings, the model and the data",
+          flush=True)
+    try:
+        return run_job(run_path, resume, stopper)
+    finally:
+        stopper.uninstall()
+
+
+def run_job(run_path: str, resume: bool, stopper) -> int:
+    from finetune.stopping import Cancelled
+
+    try:
+        plan = setup(run_path, resume)
+    except RunFileError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except Cancelled as exc:
+        print(f"cancelled ({exc}) while checking the settings: nothing was started", flush=True)
+        mark_cancelled_early(run_path)
+        return 0
+    folder = RunFolder(plan.run.training.output_dir)
+    try:
+        start(plan, folder)
+        for note in plan.notes:
+            print(note, flush=True)
+        report_data(plan)
+        state = train(plan, folder, stopper)
+        folder.write_status(state=state, finished_at=time.time())
+        return 0
+    except Cancelled as exc:
+        print(f"cancelled ({exc}): stopped at once, before an adapter could be saved", flush=True)
+        folder.write_status(state="cancelled", finished_at=time.time(), error=None)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - any crash, even KeyboardInterrupt, must leave a status
+        traceback.print_exc()
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        folder.write_status(state="failed", finished_at=time.time(), error=f"{type(exc).__name__}: {reason}"[:500])
+        return 1
+
+
+def mark_cancelled_early(run_path: str) -> None:
+    """A job manager may have made the run folder already: tell it the job ended, without creating one."""
+    try:
+        folder = RunFolder(load_run(run_path).training.output_dir)
+    except RunFileError:
+        return
+    if folder.path.is_dir():
+        folder.write_status(state="cancelled", finished_at=time.time(), error=None)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m finetune.train", description="Run a LoRA training job.")
+    parser.add_argument("run", help="the run file (YAML or JSON)")
+    parser.add_argument("--resume", action="store_true", help="go on from the last checkpoint in output_dir")
+    args = parser.parse_args()
+    sys.exit(main(args.run, args.resume))
