@@ -113,7 +113,7 @@ class TrainingSection:
                                   Num(ge=0))
     weight_decay: float = setting(0.0, "Decoupled weight decay of AdamW on the adapter's weights.", Num(ge=0))
     max_grad_norm: float = setting(1.0, "Gradients are clipped to this norm; 0 turns clipping off.", Num(ge=0))
-    optim: str = setting("adamw_torch", "Optimizer. The paged and 8-bit ones need CUDA; without it the job "
+    optim: str = setting("adamw_torch_fused", "Optimizer. The paged and 8-bit ones need CUDA; without it the job "
                          "falls back to adamw_torch and says so.",
                          Choice("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "paged_adamw_32bit",
                                 "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"))

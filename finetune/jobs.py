@@ -94,7 +94,6 @@ class JobManager:
         self.poll_interval, self.cancel_timeout = poll_interval, cancel_timeout
         self._jobs: dict[str, _Job] = {}
         self._settled: set[str] = set()  # folders seen in a final state: the runner's scan skips them
-        self._first_seen: dict[str, tuple[int, float]] = {}  # run id -> (step, when): the ETA's pace
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
         self._stop = threading.Event()
@@ -355,19 +354,21 @@ class JobManager:
                 continue
         raise RuntimeError(f"cannot make a new run folder in {self.runs_dir}")
 
-    def _timing(self, status: dict) -> tuple[float | None, float | None]:
-        """Seconds since the job started (until it ended), and the time left at its pace so far."""
-        started, now = status.get("started_at"), time.time()
+    @staticmethod
+    def _timing(status: dict) -> tuple[float | None, float | None]:
+        """Seconds since the job started (until it ended), and the time left at its training pace so far:
+        the pace counts from when training began (status `training_started_at`, `start_step`), so model
+        loading does not inflate it."""
+        now = time.time()
+        started = status.get("started_at") or status.get("training_started_at")
         if not started:
             return None, None
         final = status.get("state") in FINAL_STATES
         end = (status.get("finished_at") or status.get("updated_at") or now) if final else now
         elapsed = max(0.0, end - started)
         step, max_steps = status.get("step") or 0, status.get("max_steps") or 0
-        if final or step <= 0 or max_steps <= 0:
+        trained = step - (status.get("start_step") or 0)
+        if final or trained <= 0 or max_steps <= 0 or not status.get("training_started_at"):
             return elapsed, 0.0 if final else None
-        # The pace since the first step this manager saw: model loading and the slow first step (three
-        # times the ETA on the demo) stay out of it. Before a second step is seen, the pace since the start.
-        first_step, first_seen = self._first_seen.setdefault(status["run_id"], (step, now))
-        pace = (now - first_seen) / (step - first_step) if step > first_step else elapsed / step
+        pace = (now - status["training_started_at"]) / trained
         return elapsed, pace * max(0, max_steps - step)

@@ -178,8 +178,10 @@ def start(plan: Plan, folder: RunFolder) -> None:
     # Points logged after the checkpoint are trained again on resume: drop them so no step appears twice.
     folder.metrics_file.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     max_steps = plan.run.training.max_steps if plan.run.training.max_steps > 0 else None
+    # started_at is the job manager's (when the process began); the pace of training, for the time left,
+    # counts from here, after the model and the data are loaded.
     folder.write_status(state="running", pid=os.getpid(), step=step, max_steps=max_steps, error=None,
-                        started_at=time.time(), resumed_from=plan.checkpoint)
+                        training_started_at=time.time(), start_step=step, resumed_from=plan.checkpoint)
 
 
 def report_data(plan: Plan) -> None:

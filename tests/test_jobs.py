@@ -166,3 +166,14 @@ def test_a_job_that_ignores_sigterm_is_killed_and_marked_cancelled(managers):
     assert manager.cancel(run_id)["state"] == "running" and time.monotonic() - started < 1
     stopped = manager.wait(run_id, timeout=30)
     assert stopped["state"] == "cancelled" and "SIGKILL" in stopped["error"]
+
+
+def test_time_left_follows_the_training_pace_not_the_loading_time():
+    now = time.time()
+    status = {"state": "running", "started_at": now - 60, "training_started_at": now - 10, "start_step": 0,
+              "step": 10, "max_steps": 30}
+    elapsed, eta = JobManager._timing(status)
+    assert elapsed == pytest.approx(60, abs=1) and eta == pytest.approx(20, abs=1)  # 1 s a step, 20 steps left
+    resumed = {**status, "start_step": 5}  # a resumed run: only the steps trained in this process count
+    assert JobManager._timing(resumed)[1] == pytest.approx(40, abs=1)
+    assert JobManager._timing({**status, "state": "completed", "finished_at": now})[1] == 0.0

@@ -9,6 +9,7 @@ from finetune.config import DEMO
 HERE = Path(__file__).parent
 MODEL_DIR = HERE / "model"          # config.json, model.safetensors, tokenizer files with a chat template
 DATA_FILE = HERE / "data" / "train.jsonl"
+RUN_FILE = HERE / "run.yaml"         # the demo run: settings under which the demo learns within a minute
 
 
 def resolve_model(name_or_path: str) -> str:

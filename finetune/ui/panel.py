@@ -11,7 +11,8 @@ import dataclasses
 
 import gradio as gr
 
-from finetune.config import DEMO, RunConfig, dump_yaml
+from finetune.config import DEMO, RunConfig, dump_yaml, load_run
+from finetune.demo import RUN_FILE
 from finetune.errors import RunFileError
 from finetune.ui import access, render
 from finetune.ui.form import FORM_KEYS, form_to_run, run_to_form
@@ -88,7 +89,7 @@ def retarget(values: dict, info: dict) -> dict:
 def initial() -> dict:
     """The default form: its values, the default model's info and Understand panel, and the run file text,
     computed once when the app is built (this also reads the demo model, so the first count is fast)."""
-    values = run_to_form(RunConfig().to_dict(), [])
+    values = run_to_form(load_run(RUN_FILE).to_dict(), [])  # the page opens on the demo run
     info = model_info(values)
     values = retarget(values, info)
     return {"values": values, "info": info, **understand(values, {}, info),
