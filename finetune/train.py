@@ -37,30 +37,25 @@ class Plan:
     examples: object                   # finetune.data.Examples
     args: object                       # trl.SFTConfig
     checkpoint: str | None = None      # what --resume goes on from
-    count: object = None               # finetune.count.Count, when that module is there
+    count: object = None               # finetune.count.Count: what PEFT must report at start
     notes: list[str] = field(default_factory=list)  # lines for train.log about choices made for the user
 
 
 def setup(run_path: str, resume: bool) -> Plan:
     """Check everything a user can get wrong, collecting every problem; raises RunFileError."""
+    from finetune.count import count_run
     from finetune.loading import device_problems, load_tokenizer, quiet_libraries
 
     quiet_libraries()  # before the libraries load: some speak once, at import
     run = load_run(run_path)
     problems = device_problems(run.model) + folder_problems(run, resume)
-    count = None
+    count, notes = None, []
     try:
-        from finetune.count import count_run
-    except ImportError:
-        count_run = None
-    notes = []
-    if count_run is not None:
-        try:
-            count = count_run(run)
-        except RunFileError as exc:
-            problems += exc.problems
-        except Exception as exc:  # a model the count cannot read is PEFT's to judge, not a reason to refuse
-            notes.append(f"parameters: not counted before loading ({type(exc).__name__}: {exc})")
+        count = count_run(run)
+    except RunFileError as exc:
+        problems += exc.problems
+    except Exception as exc:  # a model the count cannot read is PEFT's to judge, not a reason to refuse
+        notes.append(f"parameters: not counted before loading ({type(exc).__name__}: {exc})")
     tokenizer = examples = None
     try:
         tokenizer = load_tokenizer(run.model)
