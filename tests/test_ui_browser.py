@@ -17,6 +17,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TRAIN_POINTS = "document.querySelectorAll('#loss-plot .mark-symbol path[aria-label*=\"series: train\"]').length"
 
+if not os.path.exists(CHROMIUM) and os.environ.get("FINETUNE_REQUIRE_BROWSER") == "1":
+    raise RuntimeError(f"FINETUNE_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} "
                                 "(apt-get install -y chromium)")
 
@@ -78,7 +80,7 @@ def test_the_count_follows_the_r_slider_and_the_module_ticks(page):
     page.locator("#target-modules label").filter(has_text="k_proj").click()
     wait_for_count(page, expected_trainable(r=24, target_modules=["q_proj", "v_proj", "o_proj", "gate_proj",
                                                                    "up_proj", "down_proj"]))
-    assert not page.locator("#all-linear input").is_checked()   # unticking a module leaves all-linear
+    sync_api.expect(page.locator("#all-linear input")).not_to_be_checked()  # unticking a module leaves all-linear
     page.wait_for_function("document.querySelector('#run-file').innerText.includes('r: 24')")
     assert page.locator("#param-count").inner_text().count("%") == 1
 
@@ -99,7 +101,7 @@ def test_the_module_list_follows_the_model(page, tmp_path):
     box.press("Enter")
     page.wait_for_function("document.querySelector('#form-errors').innerText.includes('model.name_or_path')",
                            timeout=60_000)
-    assert page.locator("#launch").is_disabled()
+    sync_api.expect(page.locator("#launch")).to_be_disabled()
 
 
 def test_a_preset_and_a_loaded_run_file_fill_the_form(page, tmp_path):
@@ -108,7 +110,8 @@ def test_a_preset_and_a_loaded_run_file_fill_the_form(page, tmp_path):
     page.locator("#preset input").click()
     page.get_by_role("option").filter(has_text="Dettmers").click()     # the QLoRA preset
     wait_for_count(page, expected_trainable(load_preset("qlora")))
-    assert page.locator("#lora-r input[type=number]").input_value() == "64"
+    # The slider is its own update, which may land just after the count's: wait for it too.
+    sync_api.expect(page.locator("#lora-r input[type=number]")).to_have_value("64", timeout=30_000)
     page.wait_for_function("document.querySelector('#run-file').innerText.includes('quantization: 4bit')")
 
     run = {"lora": {"r": 8, "target_modules": ["q_proj", "v_proj"], "rank_pattern": {"q_proj": 4}},
@@ -119,7 +122,7 @@ def test_a_preset_and_a_loaded_run_file_fill_the_form(page, tmp_path):
         page.locator("#load-run").click()
     chooser.value.set_files(path)
     wait_for_count(page, expected_trainable(run))          # the file replaces the preset, defaults elsewhere
-    assert page.locator("#target-modules input:checked").count() == 2
+    sync_api.expect(page.locator("#target-modules input:checked")).to_have_count(2)
     page.wait_for_function("document.querySelector('#run-file').innerText.includes('q_proj: 4')")
     assert "quantization: none" in page.locator("#run-file").inner_text()
     assert "Traceback" not in page.content()
@@ -146,7 +149,7 @@ def test_an_invalid_setting_shows_its_error_and_disables_launch(page):
     page.wait_for_function("document.querySelector('#form-errors').innerText.includes('lora.target_modules')",
                            timeout=10_000)
     assert "Traceback" not in page.locator("#form-errors").inner_text()
-    assert page.locator("#launch").is_disabled()
+    sync_api.expect(page.locator("#launch")).to_be_disabled()
 
     regex.fill("")
     regex.press("Enter")
@@ -186,4 +189,4 @@ def test_a_run_streams_its_loss_reattaches_after_reload_and_cancels(page, browse
     target = tmp_path / "adapter.zip"
     info.value.save_as(target)
     assert "adapter_config.json" in zipfile.ZipFile(target).namelist()
-    assert page.locator("#cancel").is_disabled()
+    sync_api.expect(page.locator("#cancel")).to_be_disabled()
