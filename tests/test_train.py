@@ -120,11 +120,13 @@ def test_chat_without_generation_markers_trains_on_the_last_reply(tmp_path, caps
 
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
 def test_quantized_runs_train_on_cpu(tmp_path, capsys, quantization):
-    path, folder = write_run(tmp_path, model={"quantization": quantization}, training={"optim": "paged_adamw_8bit"})
+    path, folder = write_run(tmp_path, model={"quantization": quantization},
+                             training={"optim": "paged_adamw_8bit", "max_steps": 12})
     assert main(path) == 0
     out = capsys.readouterr().out
     assert 'optimizer: "paged_adamw_8bit" needs CUDA; using "adamw_torch"' in out and "WARNING" not in out
-    assert folder.read_status()["state"] == "completed" and len(losses(folder)) == 4
+    assert folder.read_status()["state"] == "completed" and len(losses(folder)) == 12
+    assert falls(losses(folder)), losses(folder)  # the quantized base still learns
     load_adapter(folder)
 
 
