@@ -57,8 +57,9 @@ def setup(run_path: str, resume: bool) -> Plan:
     except Exception as exc:  # a model the count cannot read is PEFT's to judge, not a reason to refuse
         notes.append(f"parameters: not counted before loading ({type(exc).__name__}: {exc})")
     tokenizer = examples = None
+    model_missing = any(p.startswith("model.name_or_path:") for p in problems)  # said once is enough
     try:
-        tokenizer = load_tokenizer(run.model)
+        tokenizer = None if model_missing else load_tokenizer(run.model)
     except RunFileError as exc:
         problems += exc.problems
     if tokenizer is not None:

@@ -145,11 +145,12 @@ def bad_cases(plain_model_dir):
         "unknown key": ({"lora": {"rank": 8}}, "lora.rank: unknown key"),
         "chat without template": ({"model": {"name_or_path": str(plain_model_dir)}}, "has no chat template"),
         "bad combination": ({"training": {"load_best_model_at_end": True}}, "training: "),
+        "missing model": ({"model": {"name_or_path": "/nowhere/model"}}, 'model.name_or_path: no such folder'),
     }
 
 
 @pytest.mark.parametrize("case", ["missing data", "unknown module", "unknown key", "chat without template",
-                                  "bad combination"])
+                                  "bad combination", "missing model"])
 def test_bad_input_exits_2_before_anything_is_written(tmp_path, capsys, plain_model_dir, case):
     sections, expected = bad_cases(plain_model_dir)[case]
     path, folder = write_run(tmp_path, **sections)
@@ -157,6 +158,7 @@ def test_bad_input_exits_2_before_anything_is_written(tmp_path, capsys, plain_mo
     err = capsys.readouterr().err
     assert expected in err and all(line.startswith("error: ") for line in err.splitlines()), err
     assert "Traceback" not in err and not folder.path.exists()
+    assert err.count("model.name_or_path") <= 1  # a missing model is said once, not again by each loader
 
 
 def test_resume_needs_a_checkpoint_and_a_fresh_run_refuses_a_trained_folder(tmp_path, capsys):
