@@ -49,9 +49,9 @@ def main() -> None:
     import transformers  # noqa: F401
     print(f"import torch + transformers: {time.perf_counter() - start:.2f} s (once per process, not counted)")
 
-    from finetune import architecture
-    from finetune.config import RunConfig
-    from finetune.count import count_run
+    from finetune.model import architecture
+    from finetune.runfile import RunConfig
+    from finetune.model.count import count_run
     from tiny_configs import FULL, write_config
 
     start = time.perf_counter()
@@ -78,7 +78,7 @@ def main() -> None:
 
         cached = iter(runs)
         cached_s = timed(lambda: count_run(next(cached)), 200)
-        skel = architecture.inspect(folder)
+        skel = architecture.inspect_model(folder)
 
         def new_target(i=iter(range(10**6))):
             skel.memo.clear()   # as if these targets were never counted on this model

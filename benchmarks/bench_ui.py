@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -24,7 +25,10 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from finetune.ui.process import serve_app
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]   # the app-server harness lives with the tests
+
+from appserver import serve_app  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

@@ -31,8 +31,8 @@ def report(problems) -> int:
 
 
 def count_one(path: str) -> dict:
-    from finetune.config import load_run
-    from finetune.count import count_run
+    from finetune.runfile import load_run
+    from finetune.model.count import count_run
 
     return count_run(load_run(path)).to_json(path)
 
@@ -69,13 +69,13 @@ def cmd_count(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from finetune.train import main as train_main
+    from finetune.train.job import main as train_main
 
     return train_main(args.run, resume=args.resume)
 
 
 def cmd_presets(args) -> int:
-    from finetune.presets import list_presets
+    from finetune.runfile.presets import list_presets
 
     for preset in list_presets():
         print(f"{preset['name']:<16} {preset['about']}")
@@ -83,8 +83,8 @@ def cmd_presets(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from finetune.config import load_run
-    from finetune.export import export
+    from finetune.runfile import load_run
+    from finetune.runfile.export import export
 
     print(export(load_run(args.run), args.to), end="")
     return EXIT_OK

@@ -2,7 +2,7 @@
 
 import pytest
 
-from finetune.config import RunConfig
+from finetune.runfile import RunConfig
 from finetune.ui.access import (allowed_users, login_required, may_launch, policy_problems,
                                 remote_code_allowed, space_owner)
 

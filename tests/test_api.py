@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.ui.process import ROOT, serve_app
+from appserver import ROOT, serve_app
 
 RUNS = {
     "defaults.yaml": "model: {name_or_path: demo}\n",

@@ -1,12 +1,12 @@
-"""finetune.architecture: reading config.json (local, Hub cache, demo), its errors, and the skeleton's contents."""
+"""finetune.model.architecture: reading config.json (local, Hub cache, demo), its errors, and the skeleton's contents."""
 
 import json
 import pickle
 
 import pytest
 
-from finetune import architecture
-from finetune.architecture import CONV1D, EMBEDDING, LINEAR, inspect
+from finetune.model import architecture
+from finetune.model.architecture import CONV1D, EMBEDDING, LINEAR, inspect_model
 from finetune.demo import MODEL_DIR
 from finetune.errors import RunFileError
 from tiny_configs import TINY, write_config
@@ -22,13 +22,13 @@ def folders(tmp_path_factory):
 
 def one_line_error(*args, **kwargs) -> str:
     with pytest.raises(RunFileError) as info:
-        inspect(*args, **kwargs)
+        inspect_model(*args, **kwargs)
     assert len(info.value.problems) == 1 and "\n" not in info.value.problems[0]
     return info.value.problems[0]
 
 
 def test_llama_skeleton(folders):
-    skel = inspect(str(folders["llama"]))
+    skel = inspect_model(str(folders["llama"]))
     assert (skel.model_type, skel.architecture) == ("llama", "LlamaForCausalLM")
     assert skel.output_name == "lm_head" and skel.input_name == "model.embed_tokens" and not skel.tied
     q = skel.by_name()["model.layers.0.self_attn.q_proj"]
@@ -47,7 +47,7 @@ def test_llama_skeleton(folders):
 
 
 def test_gpt2_conv1d_and_tied_embeddings(folders):
-    skel = inspect(str(folders["gpt2"]))
+    skel = inspect_model(str(folders["gpt2"]))
     assert skel.tied and skel.output_name == "lm_head"
     # lm_head's weight is the embedding's: counted once, owned by the embedding.
     assert "lm_head.weight" not in skel.param_names and "transformer.wte.weight" in skel.param_names
@@ -59,7 +59,7 @@ def test_gpt2_conv1d_and_tied_embeddings(folders):
 
 
 def test_gemma2_scaled_embedding_is_an_embedding(folders):
-    skel = inspect(str(folders["gemma2"]))
+    skel = inspect_model(str(folders["gemma2"]))
     assert skel.tied
     emb = skel.by_name()["model.embed_tokens"]
     assert emb.kind == EMBEDDING and emb.cls != "Embedding"   # a subclass, recognised by isinstance
@@ -67,26 +67,26 @@ def test_gemma2_scaled_embedding_is_an_embedding(folders):
 
 
 def test_fused_projections(folders):
-    phi3 = {g.name: g for g in inspect(str(folders["phi3"])).adaptable()}
+    phi3 = {g.name: g for g in inspect_model(str(folders["phi3"])).adaptable()}
     assert phi3["qkv_proj"].shapes == ((32, 32 + 2 * 16),) and phi3["gate_up_proj"].shapes == ((32, 96),)
-    neox = {g.name: g for g in inspect(str(folders["gpt_neox"])).adaptable()}
+    neox = {g.name: g for g in inspect_model(str(folders["gpt_neox"])).adaptable()}
     assert "query_key_value" in neox and neox["query_key_value"].all_linear
 
 
 def test_cached_per_model_and_refreshed_when_the_config_changes(tmp_path):
     folder = write_config(tmp_path / "m", TINY["llama"])
-    first = inspect(str(folder))
-    assert inspect(str(folder)) is first
-    assert inspect(str(folder), trust_remote_code=True) is not first   # a different key
+    first = inspect_model(str(folder))
+    assert inspect_model(str(folder)) is first
+    assert inspect_model(str(folder), trust_remote_code=True) is not first   # a different key
     changed = dict(TINY["llama"], num_hidden_layers=1)
     (folder / "config.json").write_text(json.dumps(changed))
     import os
     os.utime(folder / "config.json", ns=(1, 1))   # a distinct mtime even on coarse clocks
-    assert inspect(str(folder)).total < first.total
+    assert inspect_model(str(folder)).total < first.total
 
 
 def test_skeleton_is_plain_data(folders):
-    skel = inspect(str(folders["opt"]))
+    skel = inspect_model(str(folders["opt"]))
     data = pickle.dumps(skel)   # no torch objects inside: nothing of the model is kept alive
     assert b"torch" not in data
 
@@ -153,7 +153,7 @@ def test_hub_id_read_from_the_hub_cache(tmp_path, monkeypatch):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    skel = inspect("tiny-org/tiny-llama")
+    skel = inspect_model("tiny-org/tiny-llama")
     assert skel.model_type == "llama" and skel.source == "tiny-org/tiny-llama"
 
 
@@ -163,13 +163,13 @@ def test_invalid_hub_id():
 
 @pytest.mark.skipif(not HAS_DEMO, reason="the demo model is not built yet")
 def test_demo():
-    skel = inspect("demo")
+    skel = inspect_model("demo")
     assert skel.source == "demo" and skel.architecture.endswith("ForCausalLM")
     assert any(g.all_linear for g in skel.adaptable())
-    assert inspect("demo") is skel
+    assert inspect_model("demo") is skel
 
 
 def test_clear_cache(folders):
-    first = inspect(str(folders["mistral"]))
+    first = inspect_model(str(folders["mistral"]))
     architecture.clear_cache()
-    assert inspect(str(folders["mistral"])) is not first
+    assert inspect_model(str(folders["mistral"])) is not first

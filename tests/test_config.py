@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from finetune.config import SECTIONS, RunConfig, field_help, overlay, parse_run, parse_text
+from finetune.runfile import SECTIONS, RunConfig, field_help, overlay, parse_run, parse_text
 from finetune.errors import RunFileError
 
 

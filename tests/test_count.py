@@ -1,4 +1,4 @@
-"""finetune.count: the count's object and JSON, each model-dependent error as one line, caching, speed, and
+"""finetune.model.count: the count's object and JSON, each model-dependent error as one line, caching, speed, and
 the adapter file size against a real save_pretrained."""
 
 import dataclasses
@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from finetune.architecture import inspect
-from finetune.config import RunConfig
-from finetune.count import count_run
+from finetune.model.architecture import inspect_model
+from finetune.runfile import RunConfig
+from finetune.model.count import count_run
 from finetune.demo import MODEL_DIR
 from finetune.errors import RunFileError
 from tiny_configs import FULL, TINY, write_config
@@ -40,7 +40,7 @@ def test_q_v_by_hand(folders):
     # 3 layers; q: 32 -> 32, v: 32 -> 16 (2 key/value heads of 8); r = 4
     count = count_run(run(folders["llama"], target_modules=["q_proj", "v_proj"], r=4, lora_alpha=8))
     assert count.trainable == 3 * (4 * (32 + 32) + 4 * (32 + 16))
-    assert count.total == inspect(folders["llama"]).total + count.trainable
+    assert count.total == inspect_model(folders["llama"]).total + count.trainable
     assert count.scaling == 2.0
     assert count.modules == {"q_proj": {"layers": 3, "shape": [32, 32], "r": 4, "params": 768},
                              "v_proj": {"layers": 3, "shape": [32, 16], "r": 4, "params": 576}}
@@ -151,7 +151,7 @@ def test_every_problem_at_once(folders):
 # --- caching and speed ------------------------------------------------------------------------------------
 
 def test_slider_moves_reuse_the_matching(folders):
-    skel = inspect(folders["qwen3"])
+    skel = inspect_model(folders["qwen3"])
     count_run(run(folders["qwen3"], target_modules=["q_proj", "v_proj"], r=4))
     cached = len(skel.memo)
     for r in range(1, 30):

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finetune.architecture import inspect
-from finetune.config import RunConfig
-from finetune.count import count_run
+from finetune.model.architecture import inspect_model
+from finetune.runfile import RunConfig
+from finetune.model.count import count_run
 from tiny_configs import FULL, LAYERS, TINY, write_config
 
 pytestmark = pytest.mark.filterwarnings("ignore")   # PEFT warns about tied embeddings, fan_in_fan_out...
@@ -93,7 +93,7 @@ def lora_settings(draw, skel):
 @pytest.mark.parametrize("arch", sorted(TINY))
 def test_generated_settings_match_peft(arch, folders, peft):
     folder = folders[arch]
-    skel = inspect(str(folder))
+    skel = inspect_model(str(folder))
 
     @settings(max_examples=40, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -143,7 +143,7 @@ FULL_SETTINGS = [
 def test_full_size_models_match_peft(name, tmp_path, peft):
     config, known_total = FULL[name]
     folder = write_config(tmp_path, config)
-    assert inspect(str(folder)).total == known_total
+    assert inspect_model(str(folder)).total == known_total
     for lora in FULL_SETTINGS:
         run = RunConfig.from_dict({"model": {"name_or_path": str(folder)}, "lora": lora})
         assert ours(folder, lora) == peft_numbers(peft, folder, run, low_cpu_mem_usage=True), lora

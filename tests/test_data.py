@@ -1,14 +1,14 @@
-"""finetune.data: every supported file type and format reaches TRL's shapes, and every kind of bad data is one
+"""finetune.data.formats: every supported file type and format reaches TRL's shapes, and every kind of bad data is one
 clear line that names the file, the line or row, and the columns found. No model weights are loaded here."""
 
 import json
 
 import pytest
 
-from finetune.config import DataSection, ModelSection, RunConfig
-from finetune.data import count_too_long, eval_count, last_reply_as_completion, load_examples, preview, to_trl
+from finetune.runfile import DataSection, ModelSection, RunConfig
+from finetune.data.formats import count_too_long, eval_count, last_reply_as_completion, load_examples, preview, to_trl
 from finetune.errors import DataError
-from finetune.loading import load_tokenizer
+from finetune.model.loading import load_tokenizer
 
 CHAT = {"messages": [{"role": "user", "content": "Where does the fox live?"},
                      {"role": "assistant", "content": "The fox lives in the forest."}]}

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from finetune.errors import RunFileError
-from finetune.jobprocess import LOST, is_job_process, signal_job
+from finetune.jobs.process import LOST, is_job_process, signal_job
 from finetune.jobs import JobManager, UnknownRun
-from finetune.runfolder import RunFolder
+from finetune.train.runfolder import RunFolder
 
 JOB_TIMEOUT = 240  # seconds for one job, start-up included, on a slow two-core machine
 

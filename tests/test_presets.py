@@ -2,9 +2,9 @@
 
 import pytest
 
-from finetune.config import RunConfig, overlay
+from finetune.runfile import RunConfig, overlay
 from finetune.errors import RunFileError
-from finetune.presets import PRESETS_DIR, list_presets, load_preset
+from finetune.runfile.presets import PRESETS_DIR, list_presets, load_preset
 
 NAMES = [p["name"] for p in list_presets()]
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from finetune.demo import DATA_FILE, MODEL_DIR
-from finetune.runfolder import RunFolder
-from finetune.train import main
+from finetune.train.runfolder import RunFolder
+from finetune.train.job import main
 
 FAST = {"max_steps": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 3e-3,
         "logging_steps": 1, "save_steps": 100}

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromi
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    from finetune.ui.process import serve_app
+    from appserver import serve_app
 
     with serve_app(tmp_path_factory.mktemp("ui") / "runs") as url:
         yield url
@@ -50,8 +50,8 @@ def page(browser, app_url):
 
 
 def expected_trainable(run: dict | None = None, **lora) -> str:
-    from finetune.config import RunConfig
-    from finetune.count import count_run
+    from finetune.runfile import RunConfig
+    from finetune.model.count import count_run
 
     return f"{count_run(RunConfig.from_dict(run or {'lora': lora})).trainable:,}"
 
@@ -105,7 +105,7 @@ def test_the_module_list_follows_the_model(page, tmp_path):
 
 
 def test_a_preset_and_a_loaded_run_file_fill_the_form(page, tmp_path):
-    from finetune.presets import load_preset
+    from finetune.runfile.presets import load_preset
 
     page.locator("#preset input").click()
     page.get_by_role("option").filter(has_text="Dettmers").click()     # the QLoRA preset

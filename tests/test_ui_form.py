@@ -1,6 +1,6 @@
 """The form <-> run file mapping (finetune/ui/form.py), without a browser."""
 
-from finetune.config import RunConfig
+from finetune.runfile import RunConfig
 from finetune.ui.form import extra_of, form_to_run, run_to_form, target_modules
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

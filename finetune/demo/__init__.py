@@ -4,7 +4,7 @@ stands for them."""
 
 from pathlib import Path
 
-from finetune.config import DEMO
+from finetune.runfile import DEMO
 
 HERE = Path(__file__).parent
 MODEL_DIR = HERE / "model"          # config.json, model.safetensors, tokenizer files with a chat template

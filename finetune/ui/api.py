@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from finetune.config import parse_run
+from finetune.runfile import parse_run
 from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun
 from finetune.ui import access
@@ -43,7 +43,7 @@ def register_api(jobs) -> None:
     def count(run_text: str) -> dict:
         """Trainable and total parameters of a run file, exactly as PEFT reports them, with the per-module
         breakdown: the same object as `python -m finetune count RUN --json`."""
-        from finetune.count import count_run
+        from finetune.model.count import count_run
 
         try:
             return count_run(checked_run(run_text)).to_json("api")

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from finetune.config import DEMO, overlay, parse_text
+from finetune.runfile import DEMO, overlay, parse_text
 from finetune.errors import RunFileError
 from finetune.ui import render
 from finetune.ui.form import FORM_KEYS, extra_of
-from finetune.ui.panel import (build_run, count_view, form_values, model_info, retarget, run_file_text,
+from finetune.ui.panel import (form_run, count_view, form_values, model_info, retarget, run_file_text,
                                widget_updates)
 
 # Redraws the count in the page the moment the r slider moves: trainable (and total) parameters are affine
@@ -193,14 +193,14 @@ def wire_configure(ui, jobs) -> None:
     def on_preset(name, values, extra, info, request: gr.Request):
         if not name:
             return [gr.skip()] * len(fill_out)
-        from finetune.presets import load_preset
+        from finetune.runfile.presets import load_preset
 
         try:
             preset = load_preset(name)
         except RunFileError as exc:
             raise gr.Error("\n".join(exc.problems)) from None
         with locked(request):
-            raw, _, _ = build_run(values, extra, info)
+            raw, _, _ = form_run(values, extra, info)
             merged = overlay(raw, preset)
             out = fill(merged, extra_of(merged), values, info)
         gr.Info(f"Preset {name} applied.")
@@ -248,10 +248,10 @@ def wire_configure(ui, jobs) -> None:
     ui.data_file.upload(on_data_file, ui.data_file, ui.form["data.path"], api_visibility="private")
 
     def on_preview(values, extra, info, request: gr.Request):
-        from finetune.data import preview
+        from finetune.data.formats import preview
 
         with locked(request):
-            _, run, problems = build_run(values, extra, info)
+            _, run, problems = form_run(values, extra, info)
         if run is None:
             return render.problems(problems)
         try:

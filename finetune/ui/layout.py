@@ -1,5 +1,5 @@
 """The page's components, declared top-down; events.py and live.py wire them. Every control's help text is
-the run file's own field documentation (finetune.config.field_help), so it is written once.
+the run file's own field documentation (finetune.runfile.field_help), so it is written once.
 
 `build_layout()` must run inside a `gr.Blocks` context; it returns a namespace of the components, with
 `form` mapping each form key of finetune.ui.form (e.g. "lora.r") to its component.
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from finetune.config import DEMO, field_help
+from finetune.runfile import DEMO, field_help
 from finetune.ui import access
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
@@ -46,8 +46,8 @@ def _choices(section_cls, name):
 def build_layout(initial: dict) -> SimpleNamespace:
     """`initial`: finetune.ui.panel.initial(), the default form's values, model info and Understand panel,
     so a new page is complete without a round trip."""
-    from finetune.config import TrainingSection
-    from finetune.presets import list_presets
+    from finetune.runfile import TrainingSection
+    from finetune.runfile.presets import list_presets
 
     d = initial["values"].get
     info = initial["info"]

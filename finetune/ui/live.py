@@ -15,9 +15,9 @@ import pandas as pd
 
 from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun
-from finetune.runfolder import FINAL_STATES
+from finetune.train.runfolder import FINAL_STATES
 from finetune.ui import access, render
-from finetune.ui.panel import build_run
+from finetune.ui.panel import form_run
 
 ACTIVE = ("running", "queued")
 EMPTY_PLOT = pd.DataFrame({"step": pd.Series(dtype=int), "loss": pd.Series(dtype=float),
@@ -117,7 +117,7 @@ def wire_live(ui, jobs) -> None:
     def on_launch(values, extra, info, request: gr.Request, profile: gr.OAuthProfile | None = None):
         check_access(profile)
         with ui.locked(request):   # the form as the last change left it
-            _, run, problems = build_run(values, extra, info)
+            _, run, problems = form_run(values, extra, info)
         if run is None:
             raise gr.Error("\n".join(problems))
         try:

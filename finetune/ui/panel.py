@@ -11,7 +11,7 @@ import dataclasses
 
 import gradio as gr
 
-from finetune.config import DEMO, RunConfig, dump_yaml, load_run
+from finetune.runfile import DEMO, RunConfig, dump_yaml, load_run
 from finetune.demo import RUN_FILE
 from finetune.errors import RunFileError
 from finetune.ui import access, render
@@ -21,10 +21,10 @@ from finetune.ui.form import FORM_KEYS, form_to_run, run_to_form
 def model_info(values: dict) -> dict:
     """The chosen model's adaptable module groups, for the target checkboxes (empty when unreadable: the
     count then names the problem)."""
-    from finetune.architecture import inspect
+    from finetune.model.architecture import inspect_model
 
     try:
-        skel = inspect(values.get("model.name_or_path") or DEMO, revision=values.get("model.revision") or None,
+        skel = inspect_model(values.get("model.name_or_path") or DEMO, revision=values.get("model.revision") or None,
                        trust_remote_code=bool(values.get("model.trust_remote_code")) and access.remote_code_allowed())
     except RunFileError:
         return {"choices": [], "all_linear": [], "note": ""}
@@ -33,7 +33,7 @@ def model_info(values: dict) -> dict:
             "all_linear": [g.name for g in groups if g.all_linear], "note": render.model_note(skel)}
 
 
-def build_run(values: dict, extra: dict, info: dict) -> tuple[dict, RunConfig | None, list[str]]:
+def form_run(values: dict, extra: dict, info: dict) -> tuple[dict, RunConfig | None, list[str]]:
     """(the run file as a dict, the checked run or None, problems) for the form's values."""
     raw = form_to_run(values, extra, (info or {}).get("all_linear", []))
     try:
@@ -46,9 +46,9 @@ def build_run(values: dict, extra: dict, info: dict) -> tuple[dict, RunConfig | 
 
 def understand(values: dict, extra: dict, info: dict) -> dict:
     """The Understand panel: count, breakdown, problems, and whether Launch is on."""
-    from finetune.count import count_run
+    from finetune.model.count import count_run
 
-    _, run, problems = build_run(values, extra, info)
+    _, run, problems = form_run(values, extra, info)
     count = slope = None
     if run is not None:
         try:
@@ -71,7 +71,7 @@ def count_view(values: dict, extra: dict, info: dict) -> list:
 
 def run_file_text(values: dict, extra: dict, info: dict) -> str:
     """The run file being built: fully resolved when valid, as typed otherwise."""
-    raw, run, _ = build_run(values, extra, info)
+    raw, run, _ = form_run(values, extra, info)
     return dump_yaml(run.to_dict() if run is not None else raw)
 
 

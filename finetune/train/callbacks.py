@@ -1,6 +1,6 @@
 """What a running job tells the outside world: RunCallback appends one record per logging step to
 metrics.jsonl (the UI's loss curve), keeps status.json's step current, prints a short line per log to
-train.log, and ends training cleanly, after a checkpoint, once finetune.stopping says a stop was asked for.
+train.log, and ends training cleanly, after a checkpoint, once finetune.train.stopping says a stop was asked for.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 
 from transformers import TrainerCallback
 
-from finetune.runfolder import RunFolder
-from finetune.stopping import Stopper
+from finetune.train.runfolder import RunFolder
+from finetune.train.stopping import Stopper
 
 STATUS_EVERY_S = 1.0  # status.json is rewritten at most this often (and at every log): cheap, yet live
 

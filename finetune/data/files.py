@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from finetune.config import DataSection
+from finetune.runfile import DataSection
 from finetune.demo import resolve_data
 from finetune.errors import DataError
 

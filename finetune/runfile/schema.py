@@ -2,22 +2,20 @@
 sees them. Each field is documented once, here; the CLI help and the UI's help text are read from it.
 
 Section keys are the libraries' own argument names (`peft.LoraConfig`, `trl.SFTConfig`), so a user can
-paste what they know. Checks that need the model (which modules exist) live in `finetune.count`.
+paste what they know. Checks that need the model (which modules exist) live in `finetune.model.count`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from finetune import checks
-from finetune.checks import Choice, Dict, Flag, Int, Num, Optional, Str, StrOrList, IntOrList
+from finetune.runfile.validators import (Choice, DictOf, Flag, Int, IntOrList, Num, OrNull, Str, StrOrList,
+                                         build_section, check_training_extra, did_you_mean, show)
 from finetune.errors import RunFileError
+from finetune.runfile.text import dump_yaml, read_file, parse_text
 
 DEMO = "demo"  # the name that stands for the built-in demo model and dataset (finetune/demo/)
 
@@ -35,7 +33,7 @@ class ModelSection:
                                 "`demo` is the built-in tiny model.", Str(nonempty=True))
     quantization: str = setting("none", "Load the frozen base model in 4-bit NF4 (QLoRA) or 8-bit with "
                                 "bitsandbytes, or unquantized (`none`).", Choice("none", "4bit", "8bit"))
-    revision: str | None = setting(None, "Branch, tag or commit of a Hub model.", Optional(Str(nonempty=True)))
+    revision: str | None = setting(None, "Branch, tag or commit of a Hub model.", OrNull(Str(nonempty=True)))
     trust_remote_code: bool = setting(False, "Run the model repository's own Python code. Off unless you "
                                       "trust its author.", Flag())
     dtype: str = setting("auto", "Weights' dtype: `auto` is bfloat16 on a GPU that supports it, float32 on "
@@ -55,7 +53,7 @@ class LoraSection:
                                   "the full path, or `all-linear` (every Linear but the output layer).",
                                   StrOrList(nonempty=True))
     exclude_modules: Any = setting(None, "Modules never to adapt, as names or one regular expression.",
-                                   Optional(StrOrList(nonempty=True)))
+                                   OrNull(StrOrList(nonempty=True)))
     bias: str = setting("none", "Which biases train: `none`, `all` (every bias in the model) or `lora_only` "
                         "(biases of adapted layers).", Choice("none", "all", "lora_only"))
     use_rslora: bool = setting(False, "Rank-stabilized LoRA: scale by lora_alpha / sqrt(r) instead of "
@@ -64,15 +62,15 @@ class LoraSection:
                              "layer.", Flag())
     lora_bias: bool = setting(False, "Give each adapter's B matrix a trainable bias.", Flag())
     modules_to_save: Any = setting(None, "Modules trained in full and saved with the adapter (e.g. "
-                                   "embed_tokens, lm_head after adding tokens).", Optional(StrOrList(nonempty=True)))
+                                   "embed_tokens, lm_head after adding tokens).", OrNull(StrOrList(nonempty=True)))
     layers_to_transform: Any = setting(None, "Only these layer indices get adapters (one index or a list).",
-                                       Optional(IntOrList(ge=0)))
+                                       OrNull(IntOrList(ge=0)))
     layers_pattern: Any = setting(None, "Name of the module list that holds the layers (e.g. `layers`, `h`), "
-                                  "used with layers_to_transform.", Optional(StrOrList(nonempty=True)))
+                                  "used with layers_to_transform.", OrNull(StrOrList(nonempty=True)))
     rank_pattern: dict = setting({}, "Per-module ranks: {regular expression or name: r}, overriding r.",
-                                 Dict(Int(ge=1, le=4096)))
+                                 DictOf(Int(ge=1, le=4096)))
     alpha_pattern: dict = setting({}, "Per-module alphas: {regular expression or name: lora_alpha}.",
-                                  Dict(Num(gt=0)))
+                                  DictOf(Num(gt=0)))
     init_lora_weights: Any = setting(True, "How adapters start: true (B = 0, so training starts from the base "
                                      "model), `gaussian`, `pissa`, `olora`...", Choice(True, False, "gaussian",
                                      "pissa", "pissa_niter_4", "pissa_niter_16", "olora", "orthogonal"))
@@ -87,7 +85,7 @@ class DataSection:
     format: str = setting("auto", "How examples are read: `auto` recognises a `messages` column (chat), "
                           "`prompt` + `completion`, `instruction` (+ `input`) + `output` (Alpaca) and `text`.",
                           Choice("auto", "text", "alpaca", "chat", "prompt_completion"))
-    name: str | None = setting(None, "Configuration name of a Hub dataset.", Optional(Str(nonempty=True)))
+    name: str | None = setting(None, "Configuration name of a Hub dataset.", OrNull(Str(nonempty=True)))
     split: str = setting("train", "Split of a Hub dataset to train on.", Str(nonempty=True))
     max_length: int = setting(512, "Tokens per example; longer examples are truncated (and counted).",
                               Int(ge=8, le=1_048_576))
@@ -121,9 +119,9 @@ class TrainingSection:
                                            "about 30% slower.", Flag())
     logging_steps: int = setting(1, "Steps between two points of the loss curve.", Int(ge=1))
     save_steps: int = setting(100, "Steps between two checkpoints (what --resume goes on from).", Int(ge=1))
-    save_total_limit: int | None = setting(2, "Checkpoints kept; older ones are deleted.", Optional(Int(ge=1)))
+    save_total_limit: int | None = setting(2, "Checkpoints kept; older ones are deleted.", OrNull(Int(ge=1)))
     eval_steps: int | None = setting(None, "Steps between two evaluations (when data.eval_size > 0); "
-                                     "default: logging_steps x 10.", Optional(Int(ge=1)))
+                                     "default: logging_steps x 10.", OrNull(Int(ge=1)))
     seed: int = setting(42, "Random seed for the adapter's initialisation and the data order.", Int(ge=0))
 
 
@@ -151,7 +149,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: Any) -> "RunConfig":
         """Build and check a run from its parsed file; raises RunFileError listing every problem."""
-        return checks.build_run(cls, raw)
+        return check_run(cls, raw)
 
     def to_dict(self) -> dict:
         out = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
@@ -160,47 +158,6 @@ class RunConfig:
 
     def to_yaml(self) -> str:
         return dump_yaml(self.to_dict())
-
-
-class _RunDumper(yaml.SafeDumper):
-    """Sections and their settings one per line, lists of names on one line: how people write run files."""
-
-
-_RunDumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
-_RunDumper.add_representer(dict, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=False))
-
-
-def dump_yaml(run: dict) -> str:
-    """A run file's dict as YAML text, in the layout people write by hand."""
-    return yaml.dump(run, Dumper=_RunDumper, sort_keys=False, allow_unicode=True)
-
-
-def parse_text(text: str, source: str = "run file") -> dict:
-    """YAML or JSON text -> a dict (JSON is YAML); one clear line when it does not parse."""
-    try:
-        data = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RunFileError(f"{source}: not valid YAML or JSON{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RunFileError(f"{source}: must be a mapping with sections model, lora, data, training; "
-                           f"got {type(data).__name__}")
-    return data
-
-
-def read_file(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise RunFileError(f"{path}: no such run file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{path}: cannot be read: {exc}") from None
-    return parse_text(text, str(path))
 
 
 def load_run(path: str | Path) -> RunConfig:
@@ -213,20 +170,47 @@ def parse_run(text: str) -> RunConfig:
     return RunConfig.from_dict(parse_text(text))
 
 
-def overlay(base: dict, top: dict) -> dict:
-    """A preset or an edit laid over a run file's dict: sections merge key by key, values replace."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for section, values in top.items():
-        if isinstance(values, dict) and isinstance(out.get(section), dict):
-            out[section].update(values)
-        else:
-            out[section] = values
-    return out
-
-
 def field_help(section: str, key: str) -> str:
     """The one documentation of a field, for UI help text and CLI help."""
     for f in dataclasses.fields(SECTIONS[section]):
         if f.name == key:
             return f.metadata["help"]
     raise KeyError(f"{section}.{key}")
+
+
+def check_run(run_cls, raw: dict):
+    """Every section built and checked, every problem collected; raises RunFileError listing them."""
+    if not isinstance(raw, dict):
+        raise RunFileError(f"run file: must be a mapping with sections {', '.join(SECTIONS)}, got {show(raw)}")
+    problems: list[str] = []
+    for key in raw:
+        if key not in SECTIONS:
+            problems.append(f"{key}: unknown section{did_you_mean(key, SECTIONS)}; "
+                            f"the sections are {', '.join(SECTIONS)}")
+    built, extra = {}, {}
+    for name, cls in SECTIONS.items():
+        extra_ok = check_training_extra if name == "training" else None
+        built[name], found = build_section(cls, name, raw.get(name), problems, extra_ok, UNSUPPORTED.get(name, ()))
+        extra.update(found)
+    run = run_cls(**built, training_extra=extra)
+    problems += cross_checks(run)
+    if problems:
+        raise RunFileError(problems)
+    return run
+
+
+def cross_checks(run) -> list[str]:
+    """Rules that involve two fields."""
+    out = []
+    lora = run.lora
+    if lora.layers_pattern is not None and lora.layers_to_transform is None:
+        out.append("lora.layers_pattern: only means something with lora.layers_to_transform, which is not set")
+    if lora.layers_to_transform is not None and lora.target_modules == "all-linear":
+        out.append("lora.layers_to_transform: cannot be combined with target_modules all-linear (PEFT refuses "
+                   "the pair); list the module names instead")
+    elif lora.layers_to_transform is not None and isinstance(lora.target_modules, str):
+        out.append("lora.layers_to_transform: cannot be combined with a regular expression in "
+                   "lora.target_modules (PEFT ignores it there); list the module names instead")
+    if run.training.max_steps == 0:
+        out.append("training.max_steps: must be -1 (use num_train_epochs) or a whole number >= 1, got 0")
+    return out

@@ -9,7 +9,7 @@ import logging
 import os
 import warnings
 
-from finetune.config import LoraSection, ModelSection
+from finetune.runfile import LoraSection, ModelSection
 from finetune.demo import resolve_model
 from finetune.errors import RunFileError
 

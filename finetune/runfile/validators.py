@@ -100,7 +100,7 @@ class Choice:
         raise Invalid(f"must be one of {options}, got {show(value)}{hint}")
 
 
-class Optional:
+class OrNull:
     def __init__(self, inner):
         self.inner = inner
 
@@ -136,7 +136,7 @@ class IntOrList:
         return self.item(value)
 
 
-class Dict:
+class DictOf:
     """{name or regular expression: value}, each value checked."""
 
     def __init__(self, value_check):
@@ -193,7 +193,7 @@ def build_section(cls, name: str, raw, problems: list, extra_ok=None, unsupporte
 def check_training_extra(key: str, value):
     """A training key we do not declare: accept it if trl.SFTConfig has it, with a value of the right kind.
     Returns "" to accept, a message to refuse, or None when the key is unknown. Imports TRL only here."""
-    from finetune.sft_fields import sft_field_kinds
+    from finetune.runfile.sft_fields import sft_field_kinds
 
     kinds = sft_field_kinds()
     if key not in kinds:
@@ -207,43 +207,3 @@ def check_training_extra(key: str, value):
     except Invalid as exc:
         return str(exc)
     return ""
-
-
-def build_run(run_cls, raw: dict):
-    from finetune.config import SECTIONS, UNSUPPORTED
-    from finetune.errors import RunFileError
-
-    if not isinstance(raw, dict):
-        raise RunFileError(f"run file: must be a mapping with sections {', '.join(SECTIONS)}, got {show(raw)}")
-    problems: list[str] = []
-    for key in raw:
-        if key not in SECTIONS:
-            problems.append(f"{key}: unknown section{did_you_mean(key, SECTIONS)}; "
-                            f"the sections are {', '.join(SECTIONS)}")
-    built, extra = {}, {}
-    for name, cls in SECTIONS.items():
-        extra_ok = check_training_extra if name == "training" else None
-        built[name], found = build_section(cls, name, raw.get(name), problems, extra_ok, UNSUPPORTED.get(name, ()))
-        extra.update(found)
-    run = run_cls(**built, training_extra=extra)
-    problems += cross_checks(run)
-    if problems:
-        raise RunFileError(problems)
-    return run
-
-
-def cross_checks(run) -> list[str]:
-    """Rules that involve two fields."""
-    out = []
-    lora = run.lora
-    if lora.layers_pattern is not None and lora.layers_to_transform is None:
-        out.append("lora.layers_pattern: only means something with lora.layers_to_transform, which is not set")
-    if lora.layers_to_transform is not None and lora.target_modules == "all-linear":
-        out.append("lora.layers_to_transform: cannot be combined with target_modules all-linear (PEFT refuses "
-                   "the pair); list the module names instead")
-    elif lora.layers_to_transform is not None and isinstance(lora.target_modules, str):
-        out.append("lora.layers_to_transform: cannot be combined with a regular expression in "
-                   "lora.target_modules (PEFT ignores it there); list the module names instead")
-    if run.training.max_steps == 0:
-        out.append("training.max_steps: must be -1 (use num_train_epochs) or a whole number >= 1, got 0")
-    return out

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import psutil  # a dependency of accelerate, peft and trl
 
-from finetune.runfolder import RunFolder
+from finetune.train.runfolder import RunFolder
 
 LOST = "the job's process ended without a final status (killed?)"
-PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # so `-m finetune` imports from any cwd
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # so `-m finetune` imports from any cwd
 
 
 def detect_gpus() -> list[str]:

@@ -19,8 +19,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from finetune.architecture import ADAPTABLE, CONV1D, EMBEDDING, LINEAR, Skeleton
-from finetune.checks import did_you_mean, show
+from finetune.model.architecture import ADAPTABLE, CONV1D, EMBEDDING, LINEAR, Skeleton
+from finetune.runfile.validators import did_you_mean, show
 from finetune.errors import RunFileError
 
 ALL_LINEAR = "all-linear"

@@ -3,7 +3,7 @@ SFTTrainer takes (conversational `messages`, `prompt` + `completion`, or `text`)
 
 Runs before any model weights load, so bad data costs the user seconds, not a model download. Every problem is
 one DataError line naming the file, the JSONL line (or row) and the columns found. Reading the files is
-finetune.datafiles' job.
+finetune.data.files' job.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from finetune.config import DataSection, RunConfig
-from finetune.datafiles import columns_of, from_rows, load_raw
+from finetune.runfile import DataSection, RunConfig
+from finetune.data.files import columns_of, from_rows, load_raw
 from finetune.errors import DataError
 
 ROLES = {"system", "user", "assistant", "tool"}
@@ -227,7 +227,7 @@ def count_too_long(rows, tokenizer, max_length: int, sample: int = 2_000) -> tup
 
 def preview(run: RunConfig, n: int = 3) -> list[str]:
     """The first n examples as the model will see them: a cheap look for the UI (reads only what it shows)."""
-    from finetune.loading import load_tokenizer
+    from finetune.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(run.model)
     ds, _ = to_trl(run.data, tokenizer, limit=n)

@@ -1,4 +1,4 @@
-"""The exact parameter count of a LoRA run, in closed form from the model's skeleton (finetune.architecture):
+"""The exact parameter count of a LoRA run, in closed form from the model's skeleton (finetune.model.architecture):
 the same `trainable` and `total` PEFT's `PeftModel.get_nb_trainable_parameters()` reports after
 `get_peft_model(model, LoraConfig(...))`, without building adapters (and without importing peft, ~10 s).
 
@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from finetune.architecture import EMBEDDING, Skeleton, inspect
-from finetune.checks import show
+from finetune.model.architecture import EMBEDDING, Skeleton, inspect_model
+from finetune.runfile.validators import show
 from finetune.errors import RunFileError
-from finetune.targets import Match, match
+from finetune.model.targets import Match, match
 
 DTYPE_BYTES = {"F32": 4, "BF16": 2, "F16": 2}
 
@@ -58,7 +58,7 @@ class Count:
 
 def count_run(run) -> Count:
     """Count a RunConfig. Raises RunFileError (one line per problem) when its settings do not fit the model."""
-    skel = inspect(run.model.name_or_path, run.model.revision, run.model.trust_remote_code)
+    skel = inspect_model(run.model.name_or_path, run.model.revision, run.model.trust_remote_code)
     return count_lora(skel, run.lora, base_dtype(run.model.dtype))
 
 

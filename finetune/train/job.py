@@ -22,9 +22,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from finetune.config import RunConfig, load_run
+from finetune.runfile import RunConfig, load_run
 from finetune.errors import RunFileError
-from finetune.runfolder import RunFolder
+from finetune.train.runfolder import RunFolder
 
 CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"}
 
@@ -37,14 +37,14 @@ class Plan:
     examples: object                   # finetune.data.Examples
     args: object                       # trl.SFTConfig
     checkpoint: str | None = None      # what --resume goes on from
-    count: object = None               # finetune.count.Count: what PEFT must report at start
+    count: object = None               # finetune.model.count.Count: what PEFT must report at start
     notes: list[str] = field(default_factory=list)  # lines for train.log about choices made for the user
 
 
 def setup(run_path: str, resume: bool) -> Plan:
     """Check everything a user can get wrong, collecting every problem; raises RunFileError."""
-    from finetune.count import count_run
-    from finetune.loading import device_problems, load_tokenizer, quiet_libraries
+    from finetune.model.count import count_run
+    from finetune.model.loading import device_problems, load_tokenizer, quiet_libraries
 
     quiet_libraries()  # before the libraries load: some speak once, at import
     run = load_run(run_path)
@@ -63,7 +63,7 @@ def setup(run_path: str, resume: bool) -> Plan:
     except RunFileError as exc:
         problems += exc.problems
     if tokenizer is not None:
-        from finetune.data import load_examples
+        from finetune.data.formats import load_examples
 
         try:
             examples = load_examples(run, tokenizer)
@@ -113,7 +113,7 @@ def choose_loss(plan: Plan) -> None:
         plan.notes.append("loss: on the assistant's replies only (the chat template marks them)")
         extra["assistant_only_loss"] = True
         return
-    from finetune.data import last_reply_as_completion
+    from finetune.data.formats import last_reply_as_completion
 
     plan.examples.train = last_reply_as_completion(plan.examples.train)
     if plan.examples.eval is not None:
@@ -127,7 +127,7 @@ def sft_config(plan: Plan):
     import torch
     from trl import SFTConfig
 
-    from finetune.loading import weights_dtype
+    from finetune.model.loading import weights_dtype
 
     run, t = plan.run, plan.run.training
     cuda = torch.cuda.is_available()
@@ -181,7 +181,7 @@ def start(plan: Plan, folder: RunFolder) -> None:
 
 
 def report_data(plan: Plan) -> None:
-    from finetune.data import count_too_long
+    from finetune.data.formats import count_too_long
 
     ex, data = plan.examples, plan.run.data
     n_eval = len(ex.eval) if ex.eval is not None else 0
@@ -211,8 +211,8 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
-    from finetune.callbacks import RunCallback
-    from finetune.loading import device_kind, load_model, lora_config
+    from finetune.train.callbacks import RunCallback
+    from finetune.model.loading import device_kind, load_model, lora_config
 
     run = plan.run
     print(f"model: {run.model.name_or_path} (quantization {run.model.quantization}, {device_kind()}, "
@@ -238,7 +238,7 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
 
 def main(run_path: str, resume: bool = False) -> int:
     """Exit code: 0 completed (or cancelled on request), 2 invalid input, 1 the job failed while running."""
-    from finetune.stopping import Stopper
+    from finetune.train.stopping import Stopper
 
     stopper = Stopper().install()  # first: importing the libraries takes seconds, a cancel may come meanwhile
     for stream in (sys.stdout, sys.stderr):
@@ -252,7 +252,7 @@ def main(run_path: str, resume: bool = False) -> int:
 
 
 def run_job(run_path: str, resume: bool, stopper) -> int:
-    from finetune.stopping import Cancelled
+    from finetune.train.stopping import Cancelled
 
     try:
         plan = setup(run_path, resume)
@@ -294,9 +294,9 @@ def mark_cancelled_early(run_path: str) -> None:
         folder.write_status(state="cancelled", finished_at=time.time(), error=None)
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.train", description="Run a LoRA training job.")
     parser.add_argument("run", help="the run file (YAML or JSON)")
     parser.add_argument("--resume", action="store_true", help="go on from the last checkpoint in output_dir")
-    args = parser.parse_args()
-    sys.exit(main(args.run, args.resume))
+    args = parser.parse_args(argv)
+    return main(args.run, args.resume)

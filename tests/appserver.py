@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]   # the repository, where app.py is
+ROOT = Path(__file__).resolve().parents[1]   # the repository, where app.py is
 
 
 def free_port() -> int:

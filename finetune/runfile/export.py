@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import yaml
 
-from finetune.config import RunConfig
+from finetune.runfile import RunConfig
 from finetune.demo import resolve_data, resolve_model
 
 # LoraSection fields left out of the exported LoraConfig when they hold PEFT's own default.

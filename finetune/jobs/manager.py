@@ -49,10 +49,10 @@ from pathlib import Path
 
 import yaml
 
-from finetune.config import RunConfig, parse_run
-from finetune.count import count_run
-from finetune.jobprocess import detect_gpus, exit_reason, is_job_process, signal_job, spawn
-from finetune.runfolder import FINAL_STATES, RunFolder
+from finetune.runfile import RunConfig, parse_run
+from finetune.model.count import count_run
+from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, signal_job, spawn
+from finetune.train.runfolder import FINAL_STATES, RunFolder
 
 try:
     import fcntl

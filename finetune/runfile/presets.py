@@ -1,14 +1,14 @@
 """Presets: partial run files in presets/*.yaml, each with a header comment saying where its values come from.
-Choosing one overlays it on the current settings (finetune.config.overlay)."""
+Choosing one overlays it on the current settings (finetune.runfile.overlay)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from finetune.config import parse_text
+from finetune.runfile import parse_text
 from finetune.errors import RunFileError
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 
 
 def _header(path: Path) -> str:

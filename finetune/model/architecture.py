@@ -1,7 +1,7 @@
 """What a model is made of, read from its config.json alone: every module and parameter, without weights.
 
 The model is built on PyTorch's meta device (shapes, no memory), walked once, and dropped; what is kept is
-plain data (a `Skeleton`), cheap to hold even for a 70B config. `finetune.count` computes PEFT's numbers from
+plain data (a `Skeleton`), cheap to hold even for a 70B config. `finetune.model.count` computes PEFT's numbers from
 it, and the UI shows one checkbox per adaptable module group (`Skeleton.adaptable()`).
 """
 
@@ -66,7 +66,7 @@ class Skeleton:
     input_name: str | None    # the input embedding
     tied: bool                # lm_head shares the input embedding's weight
     total: int                # sum of param_numels: what PEFT reports as "all params" before adapters
-    # Per-skeleton memo of target matching (finetune.targets), so moving r or alpha only redoes arithmetic.
+    # Per-skeleton memo of target matching (finetune.model.targets), so moving r or alpha only redoes arithmetic.
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def by_name(self) -> dict:
@@ -250,7 +250,7 @@ KEEP = 32                  # skeletons kept; a 70B one is about a thousand small
 RETRY_AFTER_S = 60.0       # an unreachable Hub id is not asked again (each try can take ~25 s) for this long
 
 
-def inspect(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Skeleton:
+def inspect_model(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Skeleton:
     """The skeleton of a model, from its config.json only (local folder, Hub id, or "demo").
     Raises RunFileError with one line when the config cannot be found, read or built."""
     from finetune.demo import resolve_model

@@ -1,0 +1,5 @@
+import sys
+
+from finetune.train.job import cli
+
+sys.exit(cli())
