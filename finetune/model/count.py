@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from finetune.model.dtypes import SAFETENSORS_NAME, resolve_dtype
 from finetune.model.architecture import EMBEDDING, Skeleton, inspect_model
 from finetune.runfile.validators import show
 from finetune.errors import RunFileError
@@ -64,10 +65,7 @@ def count_run(run) -> Count:
 
 def base_dtype(dtype: str) -> str:
     """The safetensors dtype the frozen model (and so its biases and full copies) will have."""
-    if dtype == "auto":
-        import torch
-        return "BF16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "F32"
-    return {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}[dtype]
+    return SAFETENSORS_NAME[resolve_dtype(dtype)]
 
 
 def count_lora(skel: Skeleton, lora, dtype: str = "F32") -> Count:

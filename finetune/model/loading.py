@@ -12,6 +12,7 @@ import warnings
 from finetune.runfile import LoraSection, ModelSection
 from finetune.demo import resolve_model
 from finetune.errors import RunFileError
+from finetune.model.dtypes import resolve_dtype
 
 
 def quiet_libraries() -> None:
@@ -38,15 +39,10 @@ def device_kind() -> str:
 
 
 def weights_dtype(model: ModelSection):
-    """model.dtype as a torch dtype: `auto` is bfloat16 on a GPU that has it, float16 on an older GPU, and
-    float32 on the CPU (where half precision is slow and poorly supported)."""
+    """model.dtype as the torch dtype the weights load in (the rule is finetune.model.dtypes')."""
     import torch
 
-    if model.dtype != "auto":
-        return getattr(torch, model.dtype)
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return getattr(torch, resolve_dtype(model.dtype))
 
 
 def device_problems(model: ModelSection) -> list[str]:
