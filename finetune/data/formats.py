@@ -8,27 +8,14 @@ finetune.data.files' job.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from finetune.runfile import DataSection, RunConfig
 from finetune.data.files import columns_of, from_rows, load_raw
+from finetune.data.registry import BY_NAME, FORMATS, from_sharegpt
 from finetune.errors import DataError
 
-ROLES = {"system", "user", "assistant", "tool"}
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system", "tool": "tool"}
-# Columns each format needs; the first format whose columns are all present wins under `auto`.
-NEEDS = {"chat": ("messages",), "prompt_completion": ("prompt", "completion"),
-         "alpaca": ("instruction", "output"), "text": ("text",)}
-# Columns read per format (beyond NEEDS: optional ones); every other column is dropped before TRL sees it.
-KEEP = {"chat": ["messages", "tools"], "prompt_completion": ["prompt", "completion"],
-        "alpaca": ["instruction", "input", "output", "system"], "text": ["text"]}
-TRL_COLUMNS = {"chat": ["messages", "tools"], "prompt_completion": ["prompt", "completion"],
-               "alpaca": ["prompt", "completion"], "text": ["text"]}  # what TRL is given, per format found
 SHOWN = 5  # problems listed before "... and N more": enough to see the pattern, short enough to read
-
-ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n{input}### Response:\n"
 
 
 @dataclass
@@ -43,62 +30,21 @@ def detect_format(columns, data: DataSection) -> str:
     """The format named in the run file, or under `auto` the first whose columns are all there."""
     columns = list(columns)
     if data.format != "auto":
-        missing = [c for c in NEEDS[data.format] if c not in columns]
+        needs = BY_NAME[data.format].needs
+        missing = [c for c in needs if c not in columns]
         if data.format == "chat" and missing and "conversations" in columns:
             return "chat"
         if missing:
-            raise DataError(f'data.format: "{data.format}" needs the column(s) {", ".join(NEEDS[data.format])}; '
+            raise DataError(f'data.format: "{data.format}" needs the column(s) {", ".join(needs)}; '
                             f'"{data.path}" has {", ".join(columns) or "none"}')
         return data.format
     if "conversations" in columns and "messages" not in columns:
         return "chat"  # ShareGPT's from/value turns, turned into messages below
-    for fmt, needed in NEEDS.items():
-        if all(c in columns for c in needed):
-            return fmt
+    for fmt in FORMATS:
+        if all(c in columns for c in fmt.needs):
+            return fmt.name
     raise DataError(f'data.path: "{data.path}": no known format in its columns ({", ".join(columns) or "none"}); '
                     "expected messages (chat), prompt + completion, instruction + output (Alpaca), or text")
-
-
-def _check_turns(turns, column: str) -> str | None:
-    if not isinstance(turns, list) or not turns:
-        return f'"{column}" must be a non-empty list of messages'
-    for t in turns:
-        if not isinstance(t, dict) or not isinstance(t.get("role"), str) or not isinstance(t.get("content"), str):
-            return f'"{column}" must hold objects with a "role" and a string "content", got {json.dumps(t)[:80]}'
-        if t["role"] not in ROLES:
-            return f'"{column}" has an unknown role "{t["role"]}"; roles are {", ".join(sorted(ROLES))}'
-    return None
-
-
-def _problem(row: dict, fmt: str) -> str | None:
-    """What is wrong with one example, or None."""
-    if fmt == "chat":
-        problem = _check_turns(row["messages"], "messages")
-        if problem is None and not any(t["role"] == "assistant" for t in row["messages"]):
-            problem = '"messages" has no assistant message to learn from'
-        return problem
-    columns = {"text": ["text"], "alpaca": ["instruction", "output"], "prompt_completion": ["prompt", "completion"]}
-    for col in columns[fmt]:
-        value = row[col]
-        if fmt == "prompt_completion" and isinstance(value, list):
-            if (problem := _check_turns(value, col)) is not None:
-                return problem
-        elif not isinstance(value, str):
-            return f'"{col}" must be a string, got {"null" if value is None else type(value).__name__}'
-        elif col != "prompt" and not value.strip():
-            return f'"{col}" is empty'
-    if fmt == "prompt_completion" and isinstance(row["prompt"], list) != isinstance(row["completion"], list):
-        return '"prompt" and "completion" must both be strings or both be lists of messages'
-    if fmt == "alpaca" and row.get("input") is not None and not isinstance(row["input"], str):
-        return f'"input" must be a string, got {type(row["input"]).__name__}'
-    return None
-
-
-def _from_sharegpt(turns):
-    if not isinstance(turns, list):
-        return turns
-    return [{"role": SHAREGPT_ROLES.get(t.get("from"), t.get("from")), "content": t.get("value")}
-            if isinstance(t, dict) and "from" in t else t for t in turns]
 
 
 def check_rows(rows, fmt: str, where, label: str) -> None:
@@ -106,9 +52,9 @@ def check_rows(rows, fmt: str, where, label: str) -> None:
     problems = []
     for i, row in enumerate(rows):
         if fmt == "chat" and "messages" not in row:
-            row = {"messages": _from_sharegpt(row.get("conversations"))}
-        row = {col: row.get(col) for col in KEEP[fmt]}
-        if (problem := _problem(row, fmt)) is not None:
+            row = {"messages": from_sharegpt(row.get("conversations"))}
+        row = {col: row.get(col) for col in BY_NAME[fmt].keep}
+        if (problem := BY_NAME[fmt].check(row)) is not None:
             problems.append(f"{label}: {where(i)}: {problem}")
     if problems:
         more = len(problems) - SHOWN
@@ -116,24 +62,7 @@ def check_rows(rows, fmt: str, where, label: str) -> None:
 
 
 def _sharegpt_row(row: dict) -> dict:
-    return {"messages": _from_sharegpt(row["conversations"])}
-
-
-def _alpaca_row(row: dict, chat: bool) -> dict:
-    return alpaca_to_prompt_completion(row, chat)
-
-
-def alpaca_to_prompt_completion(row: dict, chat: bool) -> dict:
-    """Alpaca's instruction (+ input) + output as TRL's prompt + completion: as chat turns when the model has a
-    chat template (so it learns in its own format), else in Alpaca's original prompt layout."""
-    instruction, extra = row["instruction"], (row.get("input") or "").strip()
-    if chat:
-        user = f"{instruction}\n\n{extra}" if extra else instruction
-        prompt = ([{"role": "system", "content": row["system"]}] if row.get("system") else [])
-        return {"prompt": prompt + [{"role": "user", "content": user}],
-                "completion": [{"role": "assistant", "content": row["output"]}]}
-    text = ALPACA_PROMPT.format(instruction=instruction, input=f"### Input:\n{extra}\n\n" if extra else "")
-    return {"prompt": text, "completion": row["output"]}
+    return {"messages": from_sharegpt(row["conversations"])}
 
 
 def to_trl(data: DataSection, tokenizer, limit: int | None = None):
@@ -143,15 +72,17 @@ def to_trl(data: DataSection, tokenizer, limit: int | None = None):
     datasets.disable_progress_bars()  # they would fill train.log with carriage returns
     ds, rows, where = load_raw(data, limit)
     fmt = detect_format(columns_of(rows) if isinstance(rows, list) else ds.column_names, data)
-    check_rows(_only(rows, KEEP[fmt] + ["conversations"]), fmt, where, f'data.path: "{data.path}"')
+    record = BY_NAME[fmt]
+    read = [*record.keep, "conversations"]
+    check_rows(_only(rows, read), fmt, where, f'data.path: "{data.path}"')
     if ds is None:
-        ds = from_rows(rows, KEEP[fmt] + ["conversations"])
+        ds = from_rows(rows, read)
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if fmt == "chat" and "messages" not in ds.column_names:
         ds = ds.map(_sharegpt_row, remove_columns=ds.column_names)
-    elif fmt == "alpaca":
-        ds = ds.map(_alpaca_row, fn_kwargs={"chat": has_template}, remove_columns=ds.column_names)
-    ds = ds.select_columns([c for c in TRL_COLUMNS[fmt] if c in ds.column_names])
+    elif record.convert is not None:
+        ds = ds.map(record.convert, fn_kwargs={"chat": has_template}, remove_columns=ds.column_names)
+    ds = ds.select_columns([c for c in record.trl_columns if c in ds.column_names])
     chat = fmt == "chat" or (fmt != "text" and not isinstance(ds[0]["prompt"], str))
     if chat and not has_template:
         raise DataError(f'data.format: "{fmt}" data is chat turns, but the tokenizer of this model has no chat '

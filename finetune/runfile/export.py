@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import yaml
 
+from finetune.data.registry import BY_NAME
 from finetune.runfile import RunConfig
 from finetune.demo import resolve_data, resolve_model
 
@@ -68,9 +69,6 @@ def to_peft(run: RunConfig) -> str:
     return "\n".join(lines)
 
 
-AXOLOTL_DATA_TYPES = {"alpaca": "alpaca", "chat": "chat_template", "text": "completion"}
-
-
 def to_axolotl(run: RunConfig) -> dict:
     """An Axolotl config (its own key names: lora_r, lora_target_linear, peft_layers_to_transform, ...)."""
     lora, t, data = run.lora, run.training, run.data
@@ -89,11 +87,8 @@ def to_axolotl(run: RunConfig) -> dict:
                 "peft_use_dora": lora.use_dora or None, "peft_use_rslora": lora.use_rslora or None,
                 "lora_fan_in_fan_out": lora.fan_in_fan_out or None}
     out.update({k: v for k, v in optional.items() if v is not None})
-    if data.format == "prompt_completion":
-        dtype = {"field_instruction": "prompt", "field_output": "completion", "format": "{instruction}",
-                 "no_input_format": "{instruction}"}
-    else:
-        dtype = AXOLOTL_DATA_TYPES.get(data.format, "chat_template")
+    # `auto` is settled when the data is read; Axolotl needs a type up front, and chat is the common case.
+    dtype = BY_NAME.get(data.format, BY_NAME["chat"]).axolotl
     dataset = {"path": data.path, "type": dtype}
     if data.path.endswith((".jsonl", ".json")):
         dataset["ds_type"] = "json"

@@ -14,6 +14,7 @@ from typing import Any
 
 from finetune.runfile.validators import (Choice, DictOf, Flag, Int, IntOrList, Num, OrNull, Str, StrOrList,
                                          build_section, check_training_extra, did_you_mean, show)
+from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.errors import RunFileError
 from finetune.runfile.text import dump_yaml, read_file, parse_text
 
@@ -84,7 +85,7 @@ class DataSection:
                         "built-in sample.", Str(nonempty=True))
     format: str = setting("auto", "How examples are read: `auto` recognises a `messages` column (chat), "
                           "`prompt` + `completion`, `instruction` (+ `input`) + `output` (Alpaca) and `text`.",
-                          Choice("auto", "text", "alpaca", "chat", "prompt_completion"))
+                          Choice("auto", *FORMAT_NAMES))
     name: str | None = setting(None, "Configuration name of a Hub dataset.", OrNull(Str(nonempty=True)))
     split: str = setting("train", "Split of a Hub dataset to train on.", Str(nonempty=True))
     max_length: int = setting(512, "Tokens per example; longer examples are truncated (and counted).",

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from finetune.runfile import DEMO, field_help
+from finetune.data.registry import FORMATS
 from finetune.ui import access
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
@@ -19,6 +20,7 @@ SUGGESTED_MODELS = [DEMO, "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-3
                     "Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen3-0.6B", "google/gemma-3-270m",
                     "meta-llama/Llama-3.2-1B-Instruct", "openai-community/gpt2"]
 QUANTIZATION = [("none (16/32-bit)", "none"), ("8-bit", "8bit"), ("4-bit NF4 (QLoRA)", "4bit")]
+DATA_FORMATS = [("auto (recognised from the columns)", "auto")] + [(f.label, f.name) for f in FORMATS]
 DATA_SOURCES = [("built-in sample", "demo"), ("upload a file", "file"), ("Hub dataset or path", "hub")]
 
 CSS = """
@@ -126,7 +128,7 @@ def build_layout(initial: dict) -> SimpleNamespace:
                 ui.data_file = gr.File(label="Upload .jsonl, .json, .csv or .parquet", visible=False,
                                        file_types=[".jsonl", ".json", ".csv", ".parquet"], elem_id="data-file")
                 with gr.Row():
-                    f["data.format"] = gr.Dropdown(["auto", "text", "alpaca", "chat", "prompt_completion"],
+                    f["data.format"] = gr.Dropdown(DATA_FORMATS,
                                                    value=d("data.format"), label="format", info=helped("data.format"))
                     f["data.max_length"] = gr.Number(d("data.max_length"), precision=0, label="max_length",
                                                      info=helped("data.max_length"))

@@ -1,0 +1,119 @@
+"""The data formats, one record each: the columns that identify it, the columns kept, how one example is
+checked, how it becomes one of the shapes TRL's SFTTrainer takes, and its name in Axolotl's `datasets[].type`.
+
+Everything else reads this table: the run file's `data.format` choices, `auto` detection (records are tried
+in order), the UI's dropdown, the Axolotl export and import. A new format is one new record here.
+A leaf module: it imports nothing of the project, so the run file's schema can take its names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+ROLES = {"system", "user", "assistant", "tool"}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "tool": "tool"}
+ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n{input}### Response:\n"
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    label: str                          # what the UI's dropdown shows
+    needs: tuple[str, ...]              # columns that must all be there (the first match wins under `auto`)
+    keep: tuple[str, ...]               # columns read (needs + optional ones); the rest is dropped
+    trl_columns: tuple[str, ...]        # what TRL is given after conversion
+    check: Callable[[dict], str | None]  # one example -> its problem, or None
+    axolotl: str | dict                 # Axolotl's datasets[].type for this format
+    # one example -> TRL's shape; `chat` says whether the tokenizer has a chat template. None: as it is.
+    convert: Callable[..., dict] | None = field(default=None)
+
+
+def check_turns(turns, column: str) -> str | None:
+    if not isinstance(turns, list) or not turns:
+        return f'"{column}" must be a non-empty list of messages'
+    for t in turns:
+        if not isinstance(t, dict) or not isinstance(t.get("role"), str) or not isinstance(t.get("content"), str):
+            return f'"{column}" must hold objects with a "role" and a string "content", got {json.dumps(t)[:80]}'
+        if t["role"] not in ROLES:
+            return f'"{column}" has an unknown role "{t["role"][:40]}"; roles are {", ".join(sorted(ROLES))}'
+    return None
+
+
+def _strings(row: dict, columns, may_be_empty=()) -> str | None:
+    for col in columns:
+        value = row[col]
+        if not isinstance(value, str):
+            return f'"{col}" must be a string, got {"null" if value is None else type(value).__name__}'
+        if col not in may_be_empty and not value.strip():
+            return f'"{col}" is empty'
+    return None
+
+
+def _check_chat(row: dict) -> str | None:
+    problem = check_turns(row["messages"], "messages")
+    if problem is None and not any(t["role"] == "assistant" for t in row["messages"]):
+        problem = '"messages" has no assistant message to learn from'
+    return problem
+
+
+def _check_prompt_completion(row: dict) -> str | None:
+    """Both strings (the prompt may be empty) or both lists of chat messages."""
+    for col in ("prompt", "completion"):
+        value = row[col]
+        if isinstance(value, list):
+            if (problem := check_turns(value, col)) is not None:
+                return problem
+        elif (problem := _strings(row, (col,), may_be_empty=("prompt",))) is not None:
+            return problem
+    if isinstance(row["prompt"], list) != isinstance(row["completion"], list):
+        return '"prompt" and "completion" must both be strings or both be lists of messages'
+    return None
+
+
+def _check_alpaca(row: dict) -> str | None:
+    problem = _strings(row, ("instruction", "output"))
+    if problem is None and row.get("input") is not None and not isinstance(row["input"], str):
+        problem = f'"input" must be a string, got {type(row["input"]).__name__}'
+    return problem
+
+
+def from_sharegpt(turns):
+    """ShareGPT's {"from", "value"} turns as {"role", "content"} messages."""
+    if not isinstance(turns, list):
+        return turns
+    return [{"role": SHAREGPT_ROLES.get(t.get("from"), t.get("from")), "content": t.get("value")}
+            if isinstance(t, dict) and "from" in t else t for t in turns]
+
+
+def alpaca_to_prompt_completion(row: dict, chat: bool) -> dict:
+    """Alpaca's instruction (+ input) + output as TRL's prompt + completion: as chat turns when the model has a
+    chat template (so it learns in its own format), else in Alpaca's original prompt layout."""
+    instruction, extra = row["instruction"], (row.get("input") or "").strip()
+    if chat:
+        user = f"{instruction}\n\n{extra}" if extra else instruction
+        prompt = ([{"role": "system", "content": row["system"]}] if row.get("system") else [])
+        return {"prompt": prompt + [{"role": "user", "content": user}],
+                "completion": [{"role": "assistant", "content": row["output"]}]}
+    text = ALPACA_PROMPT.format(instruction=instruction, input=f"### Input:\n{extra}\n\n" if extra else "")
+    return {"prompt": text, "completion": row["output"]}
+
+
+# Tried in this order under `auto`.
+FORMATS = (
+    Format("chat", "chat (messages)", needs=("messages",), keep=("messages", "tools"),
+           trl_columns=("messages", "tools"), check=_check_chat, axolotl="chat_template"),
+    Format("prompt_completion", "prompt + completion", needs=("prompt", "completion"),
+           keep=("prompt", "completion"), trl_columns=("prompt", "completion"), check=_check_prompt_completion,
+           axolotl={"field_instruction": "prompt", "field_output": "completion", "format": "{instruction}",
+                    "no_input_format": "{instruction}"}),
+    Format("alpaca", "Alpaca (instruction, input, output)", needs=("instruction", "output"),
+           keep=("instruction", "input", "output", "system"), trl_columns=("prompt", "completion"),
+           check=_check_alpaca, axolotl="alpaca", convert=alpaca_to_prompt_completion),
+    Format("text", "plain text", needs=("text",), keep=("text",), trl_columns=("text",),
+           check=lambda row: _strings(row, ("text",)), axolotl="completion"),
+)
+BY_NAME = {f.name: f for f in FORMATS}
+NAMES = tuple(BY_NAME)
