@@ -4,7 +4,7 @@ computed on a `Skeleton` (no model, no peft import), with every problem as one l
 The rules mirrored (peft/tuners/tuners_utils.py, peft/utils/other.py):
 - target_modules as one string is a regular expression that must match a module's FULL name (re.fullmatch);
   as a list, an entry matches a module named exactly so or whose name ends with "." + entry.
-- "all-linear" (any case) becomes the full names of every Linear / Conv1D except the output embedding.
+- "all-linear" (any case; the run file writes it in lower case) becomes the full names of every Linear / Conv1D except the output embedding.
 - exclude_modules (regex or names, the same two ways) wins over targets; so does modules_to_save, whose
   entries exclude any module with that name as a path component, and everything below it.
 - layers_to_transform keeps only suffix-matched modules inside a numbered layer with one of those indices
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from finetune.model.architecture import ADAPTABLE, CONV1D, EMBEDDING, LINEAR, Skeleton
 from finetune.runfile.validators import did_you_mean, show
 from finetune.errors import RunFileError
+from finetune.runfile.schema import ALL_LINEAR
 
-ALL_LINEAR = "all-linear"
 MEMO_LIMIT = 256     # cached matchings per model before the memo starts afresh
 CONTAINERS = ("ModuleList", "ModuleDict", "ParameterList", "ParameterDict")   # PEFT cannot wrap these
 
@@ -183,11 +183,7 @@ def _under_saved(entries, problems):
 
 def _targeting(skel: Skeleton, names, targets, layers, problems):
     """(is-targeted predicate, list entries, all-linear?) for target_modules, with its problems."""
-    if isinstance(targets, str) and targets.lower() == ALL_LINEAR:
-        if layers is not None:
-            problems.append("lora.layers_to_transform: PEFT cannot combine it with target_modules \"all-linear\"; "
-                            "list the module names instead (e.g. "
-                            + ", ".join(g.name for g in skel.adaptable() if g.all_linear) + ")")
+    if targets == ALL_LINEAR:   # with layers_to_transform it is refused by the run file's cross_checks
         chosen = [m.name for m in skel.modules if m.kind in (LINEAR, CONV1D) and m.name != skel.output_name]
         return _names_matcher(chosen), [], True
     if isinstance(targets, str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import yaml
 
 from finetune.data.registry import BY_NAME
-from finetune.runfile import RunConfig
+from finetune.runfile import ALL_LINEAR, RunConfig
 from finetune.demo import resolve_data, resolve_model
 
 # LoraSection fields left out of the exported LoraConfig when they hold PEFT's own default.
@@ -77,7 +77,7 @@ def to_axolotl(run: RunConfig) -> dict:
            "load_in_4bit": run.model.quantization == "4bit",
            "load_in_8bit": run.model.quantization == "8bit",
            "lora_r": lora.r, "lora_alpha": lora.lora_alpha, "lora_dropout": lora.lora_dropout}
-    if lora.target_modules == "all-linear":
+    if lora.target_modules == ALL_LINEAR:
         out["lora_target_linear"] = True
     elif isinstance(lora.target_modules, list):
         out["lora_target_modules"] = lora.target_modules

@@ -18,6 +18,7 @@ from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.errors import RunFileError
 from finetune.runfile.text import dump_yaml, read_file, parse_text
 
+ALL_LINEAR = "all-linear"  # PEFT's shorthand for every Linear but the output layer; PEFT reads it in any case
 DEMO = "demo"  # the name that stands for the built-in demo model and dataset (finetune/demo/)
 
 
@@ -49,7 +50,7 @@ class LoraSection:
                                 "lora_alpha / sqrt(r) with rsLoRA).", Num(gt=0))
     lora_dropout: float = setting(0.0, "Dropout on the adapter's input during training, a probability in "
                                   "[0, 1).", Num(ge=0, lt=1))
-    target_modules: Any = setting("all-linear", "Modules that get an adapter: a list of names (a name matches "
+    target_modules: Any = setting(ALL_LINEAR, "Modules that get an adapter: a list of names (a name matches "
                                   "a module whose path ends with it), one regular expression matched against "
                                   "the full path, or `all-linear` (every Linear but the output layer).",
                                   StrOrList(nonempty=True))
@@ -77,6 +78,11 @@ class LoraSection:
                                      "pissa", "pissa_niter_4", "pissa_niter_16", "olora", "orthogonal"))
     fan_in_fan_out: bool = setting(False, "The base weight is stored as (in, out), as in GPT-2's Conv1D; set "
                                    "automatically for Conv1D layers.", Flag())
+
+    def __post_init__(self):
+        # PEFT takes the shorthand in any case; one spelling here means one comparison everywhere else.
+        if isinstance(self.target_modules, str) and self.target_modules.lower() == ALL_LINEAR:
+            self.target_modules = ALL_LINEAR
 
 
 @dataclass
@@ -206,7 +212,7 @@ def cross_checks(run) -> list[str]:
     lora = run.lora
     if lora.layers_pattern is not None and lora.layers_to_transform is None:
         out.append("lora.layers_pattern: only means something with lora.layers_to_transform, which is not set")
-    if lora.layers_to_transform is not None and lora.target_modules == "all-linear":
+    if lora.layers_to_transform is not None and lora.target_modules == ALL_LINEAR:
         out.append("lora.layers_to_transform: cannot be combined with target_modules all-linear (PEFT refuses "
                    "the pair); list the module names instead")
     elif lora.layers_to_transform is not None and isinstance(lora.target_modules, str):

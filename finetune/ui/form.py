@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from finetune.runfile import ALL_LINEAR
+
 RUN_KEYS = [
     "model.name_or_path", "model.quantization", "model.revision", "model.trust_remote_code",
     "lora.r", "lora.lora_alpha", "lora.lora_dropout",
@@ -26,7 +28,6 @@ FORM_KEYS = RUN_KEYS + TARGET_KEYS
 LIST_KEYS = {"lora.modules_to_save"}                  # a comma-separated text box <-> a list of names
 INDEX_KEYS = {"lora.layers_to_transform"}             # "0, 2, 4" <-> [0, 2, 4]
 OPTIONAL_TEXT_KEYS = {"model.revision"} | LIST_KEYS | INDEX_KEYS   # empty box <-> null
-ALL_LINEAR = "all-linear"
 WHOLE_NUMBER_KEYS = {"lora.r", "data.max_length", "training.max_steps", "training.per_device_train_batch_size",
                      "training.gradient_accumulation_steps", "training.logging_steps", "training.save_steps",
                      "training.seed"}
