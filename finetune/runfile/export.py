@@ -8,7 +8,7 @@ from __future__ import annotations
 import yaml
 
 from finetune.data.registry import BY_NAME
-from finetune.runfile import ALL_LINEAR, RunConfig
+from finetune.runfile import ALL_LINEAR, RunConfig, axolotl
 from finetune.demo import resolve_data, resolve_model
 
 # LoraSection fields left out of the exported LoraConfig when they hold PEFT's own default.
@@ -70,42 +70,53 @@ def to_peft(run: RunConfig) -> str:
 
 
 def to_axolotl(run: RunConfig) -> dict:
-    """An Axolotl config (its own key names: lora_r, lora_target_linear, peft_layers_to_transform, ...)."""
-    lora, t, data = run.lora, run.training, run.data
-    out = {"base_model": run.model.name_or_path,
-           "adapter": "qlora" if run.model.quantization == "4bit" else "lora",
-           "load_in_4bit": run.model.quantization == "4bit",
-           "load_in_8bit": run.model.quantization == "8bit",
-           "lora_r": lora.r, "lora_alpha": lora.lora_alpha, "lora_dropout": lora.lora_dropout}
+    """An Axolotl config in its own key names (the table in finetune/runfile/axolotl.py)."""
+    lora, data = run.lora, run.data
+    out: dict = {"base_model": run.model.name_or_path,
+                 "adapter": "qlora" if run.model.quantization == "4bit" else "lora",
+                 "load_in_4bit": run.model.quantization == "4bit",
+                 "load_in_8bit": run.model.quantization == "8bit"}
     if lora.target_modules == ALL_LINEAR:
         out["lora_target_linear"] = True
-    elif isinstance(lora.target_modules, list):
+    else:  # a list of names, or a string Axolotl passes through to PEFT as a regular expression
         out["lora_target_modules"] = lora.target_modules
-    else:  # Axolotl passes a string target through to PEFT, which reads it as a regular expression.
-        out["lora_target_modules"] = lora.target_modules
-    optional = {"lora_modules_to_save": lora.modules_to_save, "peft_layers_to_transform": lora.layers_to_transform,
-                "peft_use_dora": lora.use_dora or None, "peft_use_rslora": lora.use_rslora or None,
-                "lora_fan_in_fan_out": lora.fan_in_fan_out or None}
-    out.update({k: v for k, v in optional.items() if v is not None})
     # `auto` is settled when the data is read; Axolotl needs a type up front, and chat is the common case.
-    dtype = BY_NAME.get(data.format, BY_NAME["chat"]).axolotl
-    dataset = {"path": data.path, "type": dtype}
+    dataset = {"path": data.path, "type": BY_NAME.get(data.format, BY_NAME["chat"]).axolotl}
+    if data.name:
+        dataset["name"] = data.name
+    if data.split != "train":
+        dataset["split"] = data.split
     if data.path.endswith((".jsonl", ".json")):
         dataset["ds_type"] = "json"
-    out.update({"datasets": [dataset], "val_set_size": data.eval_size, "sequence_len": data.max_length,
-                "sample_packing": data.packing, "output_dir": t.output_dir, "learning_rate": t.learning_rate,
-                "num_epochs": t.num_train_epochs, "micro_batch_size": t.per_device_train_batch_size,
-                "gradient_accumulation_steps": t.gradient_accumulation_steps, "lr_scheduler": t.lr_scheduler_type,
-                "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay, "max_grad_norm": t.max_grad_norm,
-                "optimizer": t.optim, "gradient_checkpointing": t.gradient_checkpointing,
-                "logging_steps": t.logging_steps, "save_steps": t.save_steps, "seed": t.seed})
-    if t.max_steps > 0:
-        out["max_steps"] = t.max_steps
+    out["datasets"] = [dataset]
+    for key, name in axolotl.RENAMED.items():
+        section, field = key.split(".")
+        value = getattr(getattr(run, section), field)
+        if value is None or (value is False and field != "gradient_checkpointing"):
+            continue   # Axolotl's own default: left out, as people write these files
+        if key == "training.max_steps" and value <= 0:
+            continue
+        out[name] = value
+    if 0 < run.training.warmup_steps < 1:   # a fraction of all steps: Axolotl calls that warmup_ratio
+        out["warmup_ratio"] = out.pop("warmup_steps")
     return out
+
+
+def axolotl_dropped(run: RunConfig) -> list[str]:
+    """Settings Axolotl has no key for that differ from their defaults: what the export cannot carry."""
+    defaults = RunConfig()
+
+    def value(config, key):
+        section, field = key.split(".")
+        return getattr(getattr(config, section), field)
+
+    return [f"{key} ({why})" for key, why in axolotl.NOT_IN_AXOLOTL.items()
+            if value(run, key) != value(defaults, key)]
 
 
 def export(run: RunConfig, to: str) -> str:
     if to == "peft":
         return to_peft(run)
-    return yaml.safe_dump(to_axolotl(run), sort_keys=False)
-
+    # What Axolotl cannot take is said in comments at the top: they are kept by YAML readers and by people.
+    notes = "".join(f"# not carried over: {line}\n" for line in axolotl_dropped(run))
+    return notes + yaml.safe_dump(to_axolotl(run), sort_keys=False)

@@ -1,0 +1,60 @@
+"""finetune.runfile.export: every field reaches the Axolotl export or is listed as not exportable; the PEFT
+script carries every LoRA setting; both exports of every preset are what a user can run."""
+
+import ast
+import dataclasses
+
+import pytest
+import yaml
+
+from finetune.runfile import SECTIONS, RunConfig, axolotl
+from finetune.runfile.export import axolotl_dropped, export, to_axolotl, to_peft
+from finetune.runfile.presets import list_presets, load_preset
+
+
+def all_fields():
+    return {f"{name}.{f.name}" for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+
+
+def test_every_field_is_in_exactly_one_axolotl_table():
+    tables = [set(axolotl.RENAMED), set(axolotl.COMPOSED), set(axolotl.NOT_IN_AXOLOTL)]
+    for i, a in enumerate(tables):
+        for b in tables[i + 1:]:
+            assert not a & b
+    assert set().union(*tables) == all_fields(), "a new field must be exported or listed as not exportable"
+
+
+@pytest.mark.parametrize("name", [p["name"] for p in list_presets()])
+def test_each_preset_exports_to_both_forms(name):
+    run = RunConfig.from_dict(load_preset(name))
+    config = yaml.safe_load(export(run, "axolotl"))
+    assert config["lora_r"] == run.lora.r and config["lora_alpha"] == run.lora.lora_alpha
+    assert config["micro_batch_size"] == run.training.per_device_train_batch_size
+    assert ("lora_target_linear" in config) == (run.lora.target_modules == "all-linear")
+    ast.parse(to_peft(run))   # the script is valid Python
+
+
+def test_settings_axolotl_cannot_take_are_said_not_dropped_silently():
+    run = RunConfig.from_dict({"lora": {"bias": "all", "rank_pattern": {"q_proj": 4}},
+                               "training": {"warmup_steps": 0.1, "max_steps": 7}})
+    text = export(run, "axolotl")
+    assert "# not carried over: lora.bias" in text and "# not carried over: lora.rank_pattern" in text
+    config = yaml.safe_load(text)
+    assert config["warmup_ratio"] == 0.1 and "warmup_steps" not in config and config["max_steps"] == 7
+    assert axolotl_dropped(RunConfig()) == []
+
+
+def test_target_spellings_export_the_same_way():
+    for spelling in ("all-linear", "All-Linear", "ALL-LINEAR"):
+        config = to_axolotl(RunConfig.from_dict({"lora": {"target_modules": spelling}}))
+        assert config.get("lora_target_linear") is True and "lora_target_modules" not in config
+    names = to_axolotl(RunConfig.from_dict({"lora": {"target_modules": ["q_proj", "v_proj"]}}))
+    assert names["lora_target_modules"] == ["q_proj", "v_proj"]
+
+
+def test_peft_script_passes_every_non_default_lora_setting():
+    run = RunConfig.from_dict({"lora": {"r": 8, "use_dora": True, "bias": "lora_only",
+                                        "layers_to_transform": [0], "target_modules": ["q_proj"]}})
+    script = to_peft(run)
+    for text in ("r=8", "use_dora=True", "bias='lora_only'", "layers_to_transform=[0]", "target_modules=['q_proj']"):
+        assert text in script
