@@ -62,7 +62,7 @@ def test_yaml_number_without_dot_is_a_number():
     ("training: {per_device_train_batch_size: 0}", "training.per_device_train_batch_size: must be a whole number >= 1, got 0"),
     ("trainig: {}", 'trainig: unknown section (did you mean "training"?); the sections are model, lora, data, training'),
     ("lora: 5", "lora: must be a mapping of settings, got 5"),
-    ("lora: {r: [1, 2", "run file: not valid YAML or JSON (line 1, column 16)"),
+    ("lora: {r: [1, 2", "run file: not valid YAML or JSON (line 2, column 1)"),   # libyaml: where input ended
     ("[1, 2]", "run file: must be a mapping with sections model, lora, data, training; got list"),
 ])
 def test_each_bad_value_is_one_line_naming_field_and_value(text, expected):
@@ -75,12 +75,12 @@ def test_every_problem_is_reported_at_once():
     assert [p.split(":")[0] for p in found] == ["lora.r", "lora.lora_dropout", "lora.bias", "training.seed"]
 
 
-def test_training_takes_further_sftconfig_keys_with_checked_values():
+def test_training_takes_further_allowlisted_sftconfig_keys_with_checked_values():
     run = parse_run("training: {eval_strategy: epoch, dataloader_num_workers: 0}")
     assert run.training_extra == {"eval_strategy": "epoch", "dataloader_num_workers": 0}
     assert run.to_dict()["training"]["eval_strategy"] == "epoch"
     assert problems("training: {dataloader_num_workers: two}") == [
-        'training.dataloader_num_workers: must be a whole number, got "two"']
+        'training.dataloader_num_workers: must be a whole number >= 0 and <= 16, got "two"']
     assert problems("training: {learing_rate: 1e-4}") == [
         'training.learing_rate: unknown key (did you mean "learning_rate"?)']
 

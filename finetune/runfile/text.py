@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from finetune.errors import RunFileError
+from finetune.runfile.limits import MAX_BYTES, load_bounded
 
 
 class _RunDumper(yaml.SafeDumper):
@@ -24,14 +25,11 @@ def dump_yaml(run: dict) -> str:
 
 
 def parse_text(text: str, source: str = "run file") -> dict:
-    """YAML or JSON text -> a dict (JSON is YAML); one clear line when it does not parse."""
-    try:
-        data = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RunFileError(f"{source}: not valid YAML or JSON{where}: {problem}") from None
+    """YAML or JSON text -> a dict (JSON is YAML); one clear line when it does not parse or breaks one of
+    the limits every run file is held to (size, aliases, nesting, duplicate keys: see limits.py)."""
+    if not isinstance(text, str):
+        raise RunFileError(f"{source}: must be YAML or JSON text, got {type(text).__name__}")
+    data = load_bounded(text, source) if text.strip() else {}
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -45,6 +43,9 @@ def read_file(path: str | Path) -> dict:
     if not path.is_file():
         raise RunFileError(f"{path}: no such run file")
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:   # refused before it is read into memory
+            raise RunFileError(f"{path}: too large for a run file ({size:,} bytes; at most {MAX_BYTES:,})")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunFileError(f"{path}: cannot be read: {exc}") from None

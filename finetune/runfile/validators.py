@@ -11,20 +11,42 @@ import dataclasses
 import difflib
 import math
 
+from finetune.runfile.limits import QUOTE_CHARS, cut
+
 
 class Invalid(Exception):
     pass
 
 
 def show(value) -> str:
-    """A value as it would be typed in the run file."""
+    """A value as it would be typed in the run file, cut to ~80 characters: messages quote what users sent,
+    which on a Space can be anything, and a long list is never walked further than the cut needs."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return f'"{cut(value)}"'
+    return cut(_bounded(value, QUOTE_CHARS), QUOTE_CHARS)
+
+
+def _bounded(value, budget: int) -> str:
+    """repr-like text of `value`, built only until it is `budget` characters long."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value)
+    if isinstance(value, str):
+        return repr(value[:budget + 1])
+    if isinstance(value, (list, tuple, dict)):
+        items = value.items() if isinstance(value, dict) else value
+        parts, used = [], 2
+        for item in items:
+            if used > budget:
+                parts.append("...")
+                break
+            part = (f"{_bounded(item[0], budget - used)}: {_bounded(item[1], budget - used)}"
+                    if isinstance(value, dict) else _bounded(item, budget - used))
+            parts.append(part)
+            used += len(part) + 2
+        return ("{%s}" if isinstance(value, dict) else "[%s]") % ", ".join(parts)
+    return cut(repr(value), budget + 1)
 
 
 class Num:
@@ -155,7 +177,7 @@ class DictOf:
 
 
 def did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(cut(str(word)), list(options), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
@@ -172,6 +194,7 @@ def build_section(cls, name: str, raw, problems: list, extra_ok=None, unsupporte
         key = str(key)
         f = known.get(key)
         if f is None:
+            key = cut(key)   # an unknown key is quoted in the message: keep it short
             if key in unsupported:
                 problems.append(f"{name}.{key}: not supported by LoRA Launchpad (it changes what trains in a way "
                                 "the parameter count does not model)")
@@ -191,19 +214,17 @@ def build_section(cls, name: str, raw, problems: list, extra_ok=None, unsupporte
 
 
 def check_training_extra(key: str, value):
-    """A training key we do not declare: accept it if trl.SFTConfig has it, with a value of the right kind.
-    Returns "" to accept, a message to refuse, or None when the key is unknown. Imports TRL only here."""
-    from finetune.runfile.sft_fields import sft_field_kinds
+    """A training key the section does not declare: accepted only if finetune.runfile.allowlist allows it,
+    with a value that passes its check. Returns "" to accept or a message to refuse. Needs no TRL import
+    (seconds, and in the app process under a flood of bad keys): a key neither declared nor listed is
+    refused alike, whether TRL knows it or not."""
+    from finetune.runfile.allowlist import ALLOWED, check_allowed
+    from finetune.runfile.schema import TrainingSection
 
-    kinds = sft_field_kinds()
-    if key not in kinds:
-        return None
-    kind = kinds[key]
-    checker = {"bool": Flag(), "int": Int(), "float": Num(), "str": Str()}.get(kind)
-    if checker is None:
-        return ""
-    try:
-        checker(value)
-    except Invalid as exc:
-        return str(exc)
-    return ""
+    verdict = check_allowed(key, value)
+    if verdict is not None:
+        return verdict
+    hint = did_you_mean(key, [f.name for f in dataclasses.fields(TrainingSection)] + list(ALLOWED))
+    if hint:
+        return f"unknown key{hint}"
+    return "unknown key, or a trl.SFTConfig key that run files may not set (see finetune/runfile/allowlist.py)"

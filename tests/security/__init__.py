@@ -1,0 +1,15 @@
+"""The threat model of a LoRA Launchpad that anyone can reach (a public Space), one test module per threat.
+Each test reproduces a defect found by a red-team pass (issue #7) and failed before its fix.
+
+| threat                                            | where it is stopped                         | tests               |
+|---------------------------------------------------|---------------------------------------------|---------------------|
+| YAML alias bomb, huge / deep / duplicate-key input | runfile/limits.py (the parser, every caller) | test_parser_limits  |
+| an error message that quotes a huge value          | runfile/validators.py show(), errors.py      | test_parser_limits  |
+| the app stalls while such input is refused         | (the above, measured against the served app) | test_app_under_load |
+| a run file pushing to the Hub with the host token  | runfile/allowlist.py (training keys)         | test_training_keys  |
+| visitors reading server files, filling the disk    | ui/access.py, data/uploads.py, data/files.py | test_space_data     |
+| a second Cancel throwing the graceful save away    | train/stopping.py, jobs/manager.py           | test_cancel         |
+| a bad output folder, a half-written checkpoint     | train/checkpoints.py, train/job.py           | test_output_folder  |
+| long run ids, tracebacks in the log, foreign PIDs, | jobs/manager.py, jobs/process.py,           | test_small          |
+| SPACE_ID outside a Space                           | ui/access.py                                 |                     |
+"""
