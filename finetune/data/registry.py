@@ -31,7 +31,7 @@ class Format:
     convert: Callable[..., dict] | None = field(default=None)
 
 
-def check_turns(turns, column: str) -> str | None:
+def check_turns(turns: object, column: str) -> str | None:
     if not isinstance(turns, list) or not turns:
         return f'"{column}" must be a non-empty list of messages'
     for t in turns:
@@ -42,7 +42,7 @@ def check_turns(turns, column: str) -> str | None:
     return None
 
 
-def _strings(row: dict, columns, may_be_empty=()) -> str | None:
+def _strings(row: dict, columns: tuple[str, ...], may_be_empty: tuple[str, ...] = ()) -> str | None:
     for col in columns:
         value = row[col]
         if not isinstance(value, str):
@@ -80,11 +80,11 @@ def _check_alpaca(row: dict) -> str | None:
     return problem
 
 
-def from_sharegpt(turns):
+def from_sharegpt(turns: object) -> object:
     """ShareGPT's {"from", "value"} turns as {"role", "content"} messages."""
     if not isinstance(turns, list):
         return turns
-    return [{"role": SHAREGPT_ROLES.get(t.get("from"), t.get("from")), "content": t.get("value")}
+    return [{"role": SHAREGPT_ROLES.get(str(t.get("from")), t.get("from")), "content": t.get("value")}
             if isinstance(t, dict) and "from" in t else t for t in turns]
 
 

@@ -36,8 +36,8 @@ class Count:
     modules: dict
     scaling: float           # lora_alpha / r (or / sqrt(r) with rsLoRA) of the default rank and alpha
     # What adapter_bytes needs, kept so that the (rarely read) file size costs nothing per count.
-    _skel: Skeleton = field(repr=False, default=None)
-    _match: Match = field(repr=False, default=None)
+    _skel: Skeleton | None = field(repr=False, default=None)
+    _match: Match | None = field(repr=False, default=None)
     _lora: object = field(repr=False, default=None)
     _base_dtype: str = field(repr=False, default="F32")
 
@@ -54,6 +54,7 @@ class Count:
     def adapter_bytes(self) -> int:
         """Size of the adapter_model.safetensors PEFT's save_pretrained writes: adapters in float32 (PEFT
         keeps them there), trained biases and full copies in the base model's dtype, plus the file's header."""
+        assert self._skel is not None and self._match is not None, "a Count made by count_lora"
         return safetensors_size(adapter_tensors(self._skel, self._match, self._lora, self._base_dtype))
 
 
@@ -159,7 +160,7 @@ def _ranks(skel: Skeleton, found: Match, lora) -> dict:
                 problems.append(f"lora.{field_name}: {show(k)} is not a valid regular expression: {exc}")
         patterns[field_name] = compiled
     buckets: dict = {}
-    used = {"rank_pattern": set(), "alpha_pattern": set()}
+    used: dict[str, set[str]] = {"rank_pattern": set(), "alpha_pattern": set()}
     for i in found.adapted:
         m = skel.modules[i]
         rank = 0
@@ -178,11 +179,11 @@ def _ranks(skel: Skeleton, found: Match, lora) -> dict:
                 problems.append(f"lora.{field_name}: {show(k)} matches no adapted module (it is matched against "
                                 "the end of each adapted module's full name, e.g. "
                                 f"{skel.modules[found.adapted[0]].name})")
-    result = RunFileError(problems) if problems else {"buckets": buckets}
-    skel.memo[key] = result
+    # A failure is remembered too: the same settings are asked about again at every slider move.
+    skel.memo[key] = RunFileError(problems) if problems else {"buckets": buckets}
     if problems:
-        raise result
-    return result
+        raise skel.memo[key]
+    return skel.memo[key]
 
 
 def _biases(skel: Skeleton, found: Match, ranks: dict, bias: str) -> tuple[int, int]:
@@ -209,9 +210,9 @@ def _biases(skel: Skeleton, found: Match, ranks: dict, bias: str) -> tuple[int, 
 
 # --- the adapter file -----------------------------------------------------------------------------------
 
-def adapter_tensors(skel: Skeleton, found: Match, lora, base: str) -> list[tuple[str, str, tuple]]:
+def adapter_tensors(skel: Skeleton, found: Match, lora, base: str) -> list[tuple[str, str, tuple[int, ...]]]:
     """(name, dtype, shape) of each tensor in adapter_model.safetensors, named as PEFT names them."""
-    out = []
+    out: list[tuple[str, str, tuple[int, ...]]] = []
     pre = "base_model.model."
     for i in found.adapted:
         m = skel.modules[i]
@@ -268,7 +269,7 @@ def safetensors_size(tensors) -> int:
     """Bytes of a safetensors file: an 8-byte length, a JSON header padded to 8 bytes, then the data, laid out
     by dtype (widest first) and then by name, as the safetensors library does."""
     ordered = sorted(tensors, key=lambda t: (-DTYPE_BYTES[t[1]], t[0]))
-    header = {"__metadata__": {"format": "pt"}}
+    header: dict[str, dict] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for name, dtype, shape in ordered:
         size = DTYPE_BYTES[dtype] * math.prod(shape)

@@ -116,7 +116,8 @@ def _match(skel: Skeleton, lora):
         _check_layers(skel, names, layers, lora.layers_pattern, layer_of, problems)
     targets, modules = lora.target_modules, skel.modules
 
-    adapted, unadaptable = [], []
+    adapted: list[int] = []
+    unadaptable: list[int] = []
     for i, m in enumerate(modules):
         if excluded(m.name) or under_saved(m.name) or not targeted(m.name):
             continue
@@ -247,9 +248,9 @@ def _saved(skel: Skeleton, entries, problems):
     return saved, saved_entry
 
 
-def subtree_params(skel: Skeleton, prefix: str) -> set:
+def subtree_params(skel: Skeleton, prefix: str) -> set[int]:
     """Unique parameters of a module and everything below it (a deepcopy of it has as many)."""
-    inside = set()
+    inside: set[int] = set()
     for m in skel.modules:
         if m.name == prefix or m.name.startswith(prefix + "."):
             inside.update(i for _, i in m.params)

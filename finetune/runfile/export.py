@@ -10,9 +10,10 @@ import yaml
 from finetune.data.registry import BY_NAME
 from finetune.runfile import ALL_LINEAR, RunConfig, axolotl
 from finetune.demo import resolve_data, resolve_model
+from finetune.runfile.parallel import LAUNCH_FIELDS
 
 # LoraSection fields left out of the exported LoraConfig when they hold PEFT's own default.
-PEFT_DEFAULTS = {"exclude_modules": None, "bias": "none", "use_rslora": False, "use_dora": False, "lora_bias": False,
+PEFT_DEFAULTS: dict[str, object] = {"exclude_modules": None, "bias": "none", "use_rslora": False, "use_dora": False, "lora_bias": False,
                  "modules_to_save": None, "layers_to_transform": None, "layers_pattern": None, "rank_pattern": {},
                  "alpha_pattern": {}, "init_lora_weights": True, "fan_in_fan_out": False}
 
@@ -59,7 +60,8 @@ def to_peft(run: RunConfig) -> str:
         lines.append(f"dataset = load_dataset({kind!r}, data_files={data_path!r}, split='train')")
     else:
         lines.append(f"dataset = load_dataset({data.path!r}, {data.name!r}, split={data.split!r})")
-    training = {k: v for k, v in vars(run.training).items() if v is not None}
+    # devices/strategy/zero_stage say how the job is launched; they are not SFTConfig keys.
+    training = {k: v for k, v in vars(run.training).items() if v is not None and k not in LAUNCH_FIELDS}
     training.update(run.training_extra)
     training.update(max_length=data.max_length, packing=data.packing, report_to="none")
     lines += ["", "args = SFTConfig(\n" + _kwargs(training, "    ") + ")",
