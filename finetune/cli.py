@@ -86,7 +86,14 @@ def cmd_export(args) -> int:
     from finetune.runfile import load_run
     from finetune.runfile.export import export
 
-    print(export(load_run(args.run), args.to), end="")
+    run = load_run(args.run)
+    if args.to == "accelerate":  # the cluster form of a multi-device run (finetune/runfile/export_accelerate.py)
+        from finetune.runfile.export_accelerate import to_accelerate
+
+        print(to_accelerate(run, args.run, args.num_machines, args.machine_rank, args.main_process_ip,
+                            args.main_process_port), end="")
+        return EXIT_OK
+    print(export(run, args.to), end="")
     return EXIT_OK
 
 
@@ -107,7 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
     p = sub.add_parser("export", help="the same settings as PEFT + TRL code or an Axolotl config")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--to", choices=["peft", "axolotl"], required=True)
+    p.add_argument("--to", choices=["peft", "axolotl", "accelerate"], required=True,
+                   help="accelerate: the config file and launch commands for several machines")
+    p.add_argument("--num_machines", "--num-machines", type=int, default=1, metavar="M",
+                   help="with --to accelerate: machines, each with training.devices GPUs")
+    p.add_argument("--machine_rank", "--machine-rank", type=int, default=0, help="with --to accelerate")
+    p.add_argument("--main_process_ip", "--main-process-ip", default=None, help="with --to accelerate: the "
+                   "address of machine 0")
+    p.add_argument("--main_process_port", "--main-process-port", type=int, default=29500,
+                   help="with --to accelerate")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -13,7 +13,9 @@ Public API (used by the UI and the app's HTTP endpoints):
 
     JobManager(runs_dir=None, slots=None, *, command=None, cwd=None, poll_interval=1.0, cancel_timeout=30.0)
         runs_dir: default env FINETUNE_RUNS_DIR, else "runs/". slots: jobs at once; default one per CUDA
-        GPU, 1 without. command: the argv prefix a job runs (the run file's path is appended); default
+        GPU, 1 without. A run with training.devices N holds N slots (its GPUs) and starts when N are free,
+        in queue order (finetune/jobs/slots.py); it launches its own N ranks (finetune/train/launch.py).
+        command: the argv prefix a job runs (the run file's path is appended); default
         [sys.executable, "-m", "finetune", "train"]. cwd: the jobs' working directory (relative paths in
         run files resolve there); default the current one. A daemon thread advances the queue.
     .submit(run: RunConfig | str) -> str          validate the run file and its count (RunFileError
@@ -51,6 +53,8 @@ import yaml
 
 from finetune.runfile import RunConfig, parse_run
 from finetune.model.count import count_run
+from finetune.errors import RunFileError
+from finetune.jobs import slots as slotting
 from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, signal_job, spawn
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 
@@ -76,6 +80,7 @@ class _Job:
     pid: int
     proc: subprocess.Popen | None
     slot: int | None
+    slots: tuple = ()  # every slot it holds (training.devices > 1 holds several); slot is the first
 
 
 def _slug(text: str) -> str:
@@ -114,12 +119,14 @@ class JobManager:
         # What needs only the model's config.json (a typo in target_modules, say) is refused now, not by a
         # job that fails seconds later; the count is cached, so this costs nothing on a second launch.
         count_run(run)
+        self._check_devices(run)
         with self._lock:
             folder = self._new_folder(run)
             run.training.output_dir = str(folder.path)
             folder.run_yaml.write_text(run.to_yaml(), encoding="utf-8")
             max_steps = run.training.max_steps if run.training.max_steps > 0 else None  # as the job writes it
-            folder.write_status(state="queued", step=0, max_steps=max_steps, error=None, submitted_at=time.time())
+            folder.write_status(state="queued", step=0, max_steps=max_steps, error=None, submitted_at=time.time(),
+                                devices=run.training.devices)
         self.poll()
         return folder.path.name
 
@@ -245,11 +252,16 @@ class JobManager:
                     self._adopt(RunFolder(path), status)
                 elif status.get("state") == "queued":
                     queued.append((status.get("submitted_at") or 0, path.name))
-            for _, run_id in sorted(queued):
-                slot = self._free_slot()
-                if slot is None:
+            for _, run_id in sorted(queued):  # in order: a run waiting for 2 slots is not overtaken
+                folder = RunFolder(self.runs_dir / run_id)
+                need = slotting.needed(folder.read_status().get("devices", 1), bool(self._gpus), self.slots)
+                if (reason := slotting.too_many(need, self.slots)) is not None:
+                    folder.write_status(state="failed", error=reason, finished_at=time.time())
+                    continue
+                slots = slotting.pick(need, self.slots, self._taken())
+                if slots is None:
                     break
-                self._start(RunFolder(self.runs_dir / run_id), slot)
+                self._start(folder, slots)
 
     def _settle(self, folder: RunFolder, returncode: int | None) -> None:
         """A job's process is gone (so its last write is done): make sure its status is final."""
@@ -263,30 +275,47 @@ class JobManager:
     def _adopt(self, folder: RunFolder, status: dict) -> None:
         pid = status.get("pid")
         if pid and is_job_process(pid, folder):
-            slot = status.get("slot")
-            taken = {job.slot for job in self._jobs.values()}
-            if not isinstance(slot, int) or slot in taken or not 0 <= slot < self.slots:
-                slot = self._free_slot()
-            self._jobs[folder.path.name] = _Job(pid=int(pid), proc=None, slot=slot)
+            held = status.get("slots") or [status.get("slot")]
+            taken = self._taken()
+            if not all(isinstance(s, int) and s not in taken and 0 <= s < self.slots for s in held):
+                held = [self._free_slot()]
+            held = tuple(s for s in held if s is not None)
+            self._jobs[folder.path.name] = _Job(pid=int(pid), proc=None, slot=held[0] if held else None,
+                                                slots=held)
         else:
             self._settle(folder, None)
 
-    def _free_slot(self) -> int | None:
-        if len(self._jobs) >= self.slots:
-            return None
-        taken = {job.slot for job in self._jobs.values()}
-        return next((slot for slot in range(self.slots) if slot not in taken), None)
+    def _taken(self) -> set[int]:
+        return {s for job in self._jobs.values() for s in (job.slots or (job.slot,)) if s is not None}
 
-    def _start(self, folder: RunFolder, slot: int) -> None:
-        gpu = self._gpus[slot % len(self._gpus)] if self._gpus else None
+    def _free_slot(self) -> int | None:
+        free = slotting.pick(1, self.slots, self._taken())
+        return free[0] if free else None
+
+    def _check_devices(self, run: RunConfig) -> None:
+        """More devices than this machine or this manager has, or a strategy it cannot run: refused now."""
+        from finetune.train.distributed import machine_problems
+
+        problems = machine_problems(run, self._gpus)
+        need = slotting.needed(run.training.devices, bool(self._gpus), self.slots)
+        if not problems and (reason := slotting.too_many(need, self.slots)):
+            problems.append(reason)
+        if problems:
+            raise RunFileError(problems)
+
+    def _start(self, folder: RunFolder, slots: list[int]) -> None:
+        slot = slots[0]
+        # One GPU per slot; the job sees only these (so its devices: auto is what it was given).
+        gpu = ",".join(self._gpus[s % len(self._gpus)] for s in slots) if self._gpus else None
         try:
             proc = spawn([*self.command, str(folder.run_yaml)], folder.log_file, cwd=self.cwd, gpu=gpu)
         except OSError as exc:
             folder.write_status(state="failed", error=f"the job could not be started: {exc}")
             return
         # The job writes its own status too, but only after its imports (seconds), so this cannot clobber it.
-        folder.write_status(state="running", pid=proc.pid, slot=slot, gpu=gpu, started_at=time.time())
-        self._jobs[folder.path.name] = _Job(pid=proc.pid, proc=proc, slot=slot)
+        folder.write_status(state="running", pid=proc.pid, slot=slot, slots=list(slots), gpu=gpu,
+                            started_at=time.time())
+        self._jobs[folder.path.name] = _Job(pid=proc.pid, proc=proc, slot=slot, slots=tuple(slots))
 
     def _become_runner(self) -> bool:
         if self._lock_fd is not None or fcntl is None:

@@ -72,28 +72,33 @@ def load_tokenizer(model: ModelSection):
     return tok
 
 
-def quantization_config(model: ModelSection, compute_dtype):
-    """QLoRA's recipe for 4-bit (NF4, double quantization, compute in the weights' dtype), or LLM.int8()."""
+def quantization_config(model: ModelSection, compute_dtype, sharded: bool = False):
+    """QLoRA's recipe for 4-bit (NF4, double quantization, compute in the weights' dtype), or LLM.int8().
+    `sharded` (FSDP): the packed 4-bit weights are stored in the compute dtype, since FSDP shards only
+    floating-point tensors (the QLoRA + FSDP recipe)."""
     from transformers import BitsAndBytesConfig
 
     if model.quantization == "4bit":
+        storage = {"bnb_4bit_quant_storage": compute_dtype} if sharded else {}
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype)
+                                  bnb_4bit_compute_dtype=compute_dtype, **storage)
     if model.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return None
 
 
-def load_model(model: ModelSection, gradient_checkpointing: bool):
+def load_model(model: ModelSection, gradient_checkpointing: bool, sharded: bool = False):
     """The frozen base model, ready for an adapter: quantized models go through PEFT's
     prepare_model_for_kbit_training (norms in fp32, input gradients on for checkpointing)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = weights_dtype(model)
-    quant = quantization_config(model, dtype)
+    quant = quantization_config(model, dtype, sharded)
     kwargs = {}
-    if quant is not None and torch.cuda.is_available():
+    # Each rank's current device is its own GPU (finetune.train.distributed); with FSDP the shards are
+    # placed by FSDP itself, so the model loads without a device map.
+    if quant is not None and torch.cuda.is_available() and not sharded:
         kwargs["device_map"] = {"": torch.cuda.current_device()}  # bitsandbytes quantizes as it places
     base = AutoModelForCausalLM.from_pretrained(
         resolve_model(model.name_or_path), dtype=dtype, quantization_config=quant, revision=model.revision,

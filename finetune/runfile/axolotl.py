@@ -45,4 +45,7 @@ NOT_IN_AXOLOTL = {
     "lora.rank_pattern": "no Axolotl key",
     "lora.alpha_pattern": "no Axolotl key",
     "lora.init_lora_weights": "no Axolotl key for the LoRA initialisation",
+    "training.devices": "Axolotl's launcher sets the processes (accelerate launch --num_processes)",
+    "training.strategy": "Axolotl takes fsdp_config or a DeepSpeed JSON file of its own",
+    "training.zero_stage": "Axolotl takes a DeepSpeed JSON file of its own",
 }

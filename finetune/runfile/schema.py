@@ -16,6 +16,7 @@ from finetune.runfile.validators import (Choice, DictOf, Flag, Int, IntOrList, N
                                          build_section, check_training_extra, did_you_mean, show)
 from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.errors import RunFileError
+from finetune.runfile.parallel import Devices, strategy_problems
 from finetune.runfile.text import dump_yaml, read_file, parse_text
 
 ALL_LINEAR = "all-linear"  # PEFT's shorthand for every Linear but the output layer; PEFT reads it in any case
@@ -130,6 +131,18 @@ class TrainingSection:
     eval_steps: int | None = setting(None, "Steps between two evaluations (when data.eval_size > 0); "
                                      "default: logging_steps x 10.", OrNull(Int(ge=1)))
     seed: int = setting(42, "Random seed for the adapter's initialisation and the data order.", Int(ge=0))
+    # How many processes train and how they share the model: launch settings, not SFTConfig keys
+    # (finetune.runfile.parallel.LAUNCH_FIELDS).
+    devices: Any = setting(1, "Devices to train on, one process each, every one on different examples (the "
+                           "effective batch grows with it): a number, or `auto` for every free GPU. Without a "
+                           "GPU each device is one CPU process.", Devices())
+    strategy: str = setting("ddp", "How several devices share the model: `ddp` keeps a whole copy on each; "
+                            "`fsdp` shards the base weights across them (for a model too big for one GPU; with "
+                            "4-bit they are stored in the compute dtype so they can be sharded); `deepspeed` "
+                            "partitions with ZeRO (stage zero_stage). Ignored on one device.",
+                            Choice("ddp", "fsdp", "deepspeed"))
+    zero_stage: int = setting(2, "DeepSpeed ZeRO stage for strategy deepspeed: 2 partitions the gradients and the "
+                              "optimizer state, 3 the weights too (not with quantization).", Choice(2, 3))
 
 
 SECTIONS = {"model": ModelSection, "lora": LoraSection, "data": DataSection, "training": TrainingSection}
@@ -220,4 +233,5 @@ def cross_checks(run) -> list[str]:
                    "lora.target_modules (PEFT ignores it there); list the module names instead")
     if run.training.max_steps == 0:
         out.append("training.max_steps: must be -1 (use num_train_epochs) or a whole number >= 1, got 0")
+    out += strategy_problems(run)
     return out

@@ -9,6 +9,7 @@ import time
 
 from transformers import TrainerCallback
 
+from finetune.train.distributed import any_rank
 from finetune.train.runfolder import RunFolder
 from finetune.train.stopping import Stopper
 
@@ -23,17 +24,23 @@ class RunCallback(TrainerCallback):
         self.status_written = 0.0
         self.tokens_time = (0, time.time())  # (TRL's running token count, when it was read): tokens/s
 
+    # With several ranks (finetune.train.distributed) every rank runs these hooks; rank 0 alone writes the
+    # run folder and prints the curve, so each step is in metrics.jsonl once.
+
     def on_train_begin(self, args, state, control, **kwargs):
         self.tokens_time = (0, time.time())
+        if not state.is_world_process_zero:
+            return
         self.folder.write_status(step=state.global_step, max_steps=state.max_steps)
         print(f"training: {state.max_steps} steps, starting at step {state.global_step}", flush=True)
 
     def on_step_end(self, args, state, control, **kwargs):
         now = time.time()
-        if now - self.status_written >= STATUS_EVERY_S:
+        if state.is_world_process_zero and now - self.status_written >= STATUS_EVERY_S:
             self.folder.write_status(step=state.global_step, max_steps=state.max_steps)
             self.status_written = now
-        if self.stopper.requested:
+        # Every rank stops after the same step (one may see the signal a step before another).
+        if any_rank(self.stopper.requested):
             control.should_save = True           # a checkpoint, for --resume
             control.should_training_stop = True  # and the loop ends after this step
 
@@ -50,6 +57,8 @@ class RunCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         step = state.global_step
+        if not state.is_world_process_zero:
+            return
         if step <= self.last_logged_step and "eval_loss" not in logs:
             return  # already on the curve (written before the checkpoint this run resumed from)
         if "loss" in logs:
@@ -72,6 +81,7 @@ class RunCallback(TrainerCallback):
         self.status_written = time.time()
 
     def _tokens_per_second(self, num_tokens) -> float | None:
+        """TRL counts the tokens of every rank (it gathers them), so this is the whole group's rate."""
         if num_tokens is None:
             return None
         last_tokens, last_time = self.tokens_time

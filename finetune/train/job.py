@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from finetune.runfile import RunConfig, load_run
 from finetune.errors import RunFileError
+from finetune.train import distributed
 from finetune.train.runfolder import RunFolder
 
 CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"}
@@ -73,6 +74,8 @@ def setup(run_path: str, resume: bool) -> Plan:
         raise RunFileError(problems)
     plan = Plan(run, tokenizer, examples, None, count=count, notes=notes)
     plan.checkpoint = last_checkpoint(run.training.output_dir) if resume else None
+    if problems := distributed.resume_problems(plan.checkpoint, distributed.world_size()):
+        raise RunFileError(problems)
     choose_loss(plan)
     plan.args = sft_config(plan)
     return plan
@@ -158,6 +161,7 @@ def sft_config(plan: Plan):
     kwargs[checkpointing] = kwargs.pop("gradient_checkpointing")
     if t.gradient_checkpointing:
         kwargs[f"{checkpointing}_kwargs"] = {"use_reentrant": False}
+    kwargs.update(distributed.trainer_args(run, distributed.world_size(), cuda))  # ddp/fsdp/deepspeed
     kwargs.update(run.training_extra)
     try:
         return SFTConfig(**kwargs)
@@ -176,8 +180,10 @@ def start(plan: Plan, folder: RunFolder) -> None:
     max_steps = plan.run.training.max_steps if plan.run.training.max_steps > 0 else None
     # started_at is the job manager's (when the process began); the pace of training, for the time left,
     # counts from here, after the model and the data are loaded.
-    folder.write_status(state="running", pid=os.getpid(), step=step, max_steps=max_steps, error=None,
-                        training_started_at=time.time(), start_step=step, resumed_from=plan.checkpoint)
+    # pid: what a cancel signals (with several ranks, their launcher's process group).
+    folder.write_status(state="running", pid=distributed.launcher_pid(), step=step, max_steps=max_steps,
+                        error=None, training_started_at=time.time(), start_step=step,
+                        resumed_from=plan.checkpoint, world_size=distributed.world_size())
 
 
 def report_data(plan: Plan) -> None:
@@ -217,7 +223,8 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     run = plan.run
     print(f"model: {run.model.name_or_path} (quantization {run.model.quantization}, {device_kind()}, "
           f"{plan.args.bf16 and 'bf16' or plan.args.fp16 and 'fp16' or 'fp32'})", flush=True)
-    model = load_model(run.model, run.training.gradient_checkpointing)
+    sharded = distributed.world_size() > 1 and run.training.strategy == "fsdp"
+    model = load_model(run.model, run.training.gradient_checkpointing, sharded=sharded)
     last_step = int(plan.checkpoint.rsplit("-", 1)[1]) if plan.checkpoint else 0
     trainer = SFTTrainer(model=model, args=plan.args, train_dataset=plan.examples.train,
                          eval_dataset=plan.examples.eval, processing_class=plan.tokenizer,
@@ -225,12 +232,18 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
                          callbacks=[RunCallback(folder, stopper, last_logged_step=last_step)])
     trainer.remove_callback(PrinterCallback)  # it prints each log as a dict; RunCallback prints a readable line
     check_count(plan, trainer.model)
+    if distributed.world_size() > 1 and distributed.is_main():  # what accelerate made of training.strategy
+        print(f"strategy: {run.training.strategy} over {distributed.world_size()} processes (accelerate "
+              f"{trainer.accelerator.distributed_type.value})", flush=True)
     stopper.training()
     result = trainer.train(resume_from_checkpoint=plan.checkpoint)
     print(f"trained: {result.global_step} steps in {result.metrics.get('train_runtime', 0):.1f} s, "
           f"mean loss {result.training_loss:.4f}", flush=True)
-    trainer.model.save_pretrained(folder.adapter_dir)
-    plan.tokenizer.save_pretrained(folder.adapter_dir)
+    if distributed.world_size() > 1:  # every rank takes part (FSDP gathers the shards); rank 0 writes
+        trainer.save_model(str(folder.adapter_dir))
+    else:
+        trainer.model.save_pretrained(folder.adapter_dir)
+        plan.tokenizer.save_pretrained(folder.adapter_dir)
     state = "completed" if result.global_step >= trainer.state.max_steps else "cancelled"
     print(f"{state}: adapter saved to {folder.adapter_dir}", flush=True)
     return state
@@ -238,49 +251,68 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
 
 def main(run_path: str, resume: bool = False) -> int:
     """Exit code: 0 completed (or cancelled on request), 2 invalid input, 1 the job failed while running."""
-    from finetune.train.stopping import Stopper
+    from finetune.train.launch import maybe_launch
+    from finetune.train.stopping import Cancelled, Stopper
 
     stopper = Stopper().install()  # first: importing the libraries takes seconds, a cancel may come meanwhile
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # train.log follows the job line by line
-    print(f"run: {run_path}{' --resume' if resume else ''}: checking the settings, the model and the data",
-          flush=True)
     try:
-        return run_job(run_path, resume, stopper)
+        if distributed.is_rank():
+            distributed.start_rank()  # its lines prefixed [rankN], the process group, a watch on the launcher
+        print(f"run: {run_path}{' --resume' if resume else ''}: checking the settings, the model and the data",
+              flush=True)
+        code = maybe_launch(run_path, resume, stopper)  # devices > 1: this process launches the ranks
+        return run_job(run_path, resume, stopper) if code is None else code
+    except Cancelled as exc:
+        print(f"cancelled ({exc}) before the job began: nothing was started", flush=True)
+        mark_cancelled_early(run_path)
+        return 0
     finally:
         stopper.uninstall()
+        if distributed.is_rank():
+            distributed.end_rank()
 
 
 def run_job(run_path: str, resume: bool, stopper) -> int:
     from finetune.train.stopping import Cancelled
 
+    problems = []
     try:
         plan = setup(run_path, resume)
     except RunFileError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+        problems = exc.problems
     except Cancelled as exc:
         print(f"cancelled ({exc}) while checking the settings: nothing was started", flush=True)
         mark_cancelled_early(run_path)
         return 0
+    problems = distributed.gather_problems(problems)  # with several ranks: all stop if any found a problem
+    if problems:
+        if distributed.is_main():  # said once, as plain `error:` lines
+            for problem in problems:
+                print(f"error: {problem}", file=distributed.plain(sys.stderr))
+        return 2
     folder = RunFolder(plan.run.training.output_dir)
+    # Rank 0 alone writes the run folder; the other ranks train and save their part of each checkpoint.
+    main_rank = distributed.is_main()
+    write_status = folder.write_status if main_rank else (lambda **fields: None)
     try:
-        start(plan, folder)
-        for note in plan.notes:
-            print(note, flush=True)
-        report_data(plan)
+        if main_rank:
+            start(plan, folder)
+            for note in plan.notes:
+                print(note, flush=True)
+            report_data(plan)
         state = train(plan, folder, stopper)
-        folder.write_status(state=state, finished_at=time.time())
+        write_status(state=state, finished_at=time.time())
         return 0
     except Cancelled as exc:
         print(f"cancelled ({exc}): stopped at once, before an adapter could be saved", flush=True)
-        folder.write_status(state="cancelled", finished_at=time.time(), error=None)
+        write_status(state="cancelled", finished_at=time.time(), error=None)
         return 0
     except BaseException as exc:  # noqa: BLE001 - any crash, even KeyboardInterrupt, must leave a status
         traceback.print_exc()
         reason = (str(exc).strip().splitlines() or [""])[0]
-        folder.write_status(state="failed", finished_at=time.time(), error=f"{type(exc).__name__}: {reason}"[:500])
+        write_status(state="failed", finished_at=time.time(), error=f"{type(exc).__name__}: {reason}"[:500])
         return 1
 
 

@@ -11,6 +11,7 @@ def build_app(runs_dir=None):
     import gradio as gr
 
     from finetune.jobs import JobManager
+    from finetune.ui import devices
     from finetune.ui.api import register_api
     from finetune.ui.events import wire_configure
     from finetune.ui.layout import build_layout
@@ -22,6 +23,7 @@ def build_app(runs_dir=None):
         ui = build_layout(initial())   # reads the demo model once: the first count is fast
         wire_configure(ui, jobs)
         wire_live(ui, jobs)
+        devices.wire(ui)
         register_api(jobs)
         demo.load(on_page_load(jobs), None, ui.run_select, queue=False, api_visibility="private")
     return demo, jobs

@@ -21,6 +21,7 @@ RUN_KEYS = [
     "training.per_device_train_batch_size", "training.gradient_accumulation_steps",
     "training.lr_scheduler_type", "training.warmup_steps", "training.weight_decay", "training.optim",
     "training.gradient_checkpointing", "training.logging_steps", "training.save_steps", "training.seed",
+    "training.devices", "training.strategy",
 ]
 TARGET_KEYS = ["ui.targets", "ui.all_linear", "ui.target_regex"]
 FORM_KEYS = RUN_KEYS + TARGET_KEYS
@@ -43,6 +44,9 @@ def _index(token: str):
 
 
 def widget_to_run_value(key: str, value):
+    if key == "training.devices":  # a dropdown of "1", "2", ... and "auto"
+        text = str(value).strip() if value is not None else "1"
+        return int(text) if text.isdigit() else text
     if key in OPTIONAL_TEXT_KEYS:
         if value is None or not str(value).strip():
             return None
@@ -60,6 +64,8 @@ def widget_to_run_value(key: str, value):
 
 
 def run_value_to_widget(key: str, value):
+    if key == "training.devices":
+        return str(value)
     if key in OPTIONAL_TEXT_KEYS:
         if value is None:
             return ""

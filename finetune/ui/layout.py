@@ -13,7 +13,7 @@ import gradio as gr
 
 from finetune.runfile import DEMO, field_help
 from finetune.data.registry import FORMATS
-from finetune.ui import access
+from finetune.ui import access, devices
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
 SUGGESTED_MODELS = [DEMO, "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-360M-Instruct",
@@ -175,6 +175,7 @@ def build_layout(initial: dict) -> SimpleNamespace:
                                                    info=helped("training.seed"))
                 f["training.gradient_checkpointing"] = gr.Checkbox(
                     False, label="gradient_checkpointing", info=helped("training.gradient_checkpointing"))
+            ui.devices = devices.build(f, initial["values"])   # training.devices / strategy, and the export
 
         with gr.Column(scale=2, elem_id="understand"):
             ui.param_count = gr.HTML(initial["count"], elem_id="param-count")

@@ -103,8 +103,9 @@ def run_progress(status: dict) -> str:
     step, total = status.get("step") or 0, status.get("max_steps")
     if state != "queued" or step:
         parts.append(f"step {step} / {total if total and total > 0 else '?'}")
-    if status.get("tokens_per_second"):
-        parts.append(f"{status['tokens_per_second']:,.0f} tokens/s")
+    if status.get("tokens_per_second"):  # with several processes, TRL's count is already theirs together
+        ranks = status.get("world_size") or 1
+        parts.append(f"{status['tokens_per_second']:,.0f} tokens/s" + (f" ({ranks} processes)" if ranks > 1 else ""))
     if state == "running" and status.get("eta_s") is not None:
         parts.append(f"about {duration(status['eta_s'])} left")
     elif state != "queued" and status.get("elapsed_s") is not None:
