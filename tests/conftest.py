@@ -6,6 +6,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# The on-disk skeleton cache (finetune/model/skeleton_cache.py): a fresh one per test session, never the user's.
+if "FINETUNE_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["FINETUNE_CACHE_DIR"] = tempfile.mkdtemp(prefix="finetune-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["FINETUNE_CACHE_DIR"], True)
 
 
 import pytest  # noqa: E402

@@ -283,11 +283,37 @@ def inspect_model(name_or_path: str, revision: str | None = None, trust_remote_c
         return found
 
 
-def _read(source: str, path: str, revision, trust_remote_code: bool, is_local: bool) -> Skeleton:
+def _read(source: str, path: str, revision, trust_remote_code: bool, is_local: bool, disk: bool = True) -> Skeleton:
+    """The skeleton from the on-disk cache (finetune.model.skeleton_cache) when this config.json was built
+    before with the same libraries; else built (importing torch and transformers, seconds) and stored."""
+    from finetune.model import skeleton_cache
+
     config_file = _config_file(source, path, revision)
+    key = _disk_key(config_file, trust_remote_code) if disk else None
+    if key is not None:
+        found = skeleton_cache.load(key, source)
+        if found is not None:
+            return found
     config = _load_config(source, config_file, trust_remote_code, None if is_local else path, revision)
     model = _build(source, config, trust_remote_code)
-    return _walk(source, model)   # the model itself is dropped here: only plain data is kept
+    skel = _walk(source, model)   # the model itself is dropped here: only plain data is kept
+    if key is not None:
+        skeleton_cache.save(key, skel)
+    return skel
+
+
+def _disk_key(config_file: Path, trust_remote_code: bool) -> str | None:
+    """The cache key of a config.json, or None when it cannot be kept (unreadable: _load_config says why;
+    a model with its own code)."""
+    from finetune.model import skeleton_cache
+
+    try:
+        data = config_file.read_bytes()
+        if not skeleton_cache.cacheable(json.loads(data)):
+            return None
+    except (OSError, ValueError):
+        return None
+    return skeleton_cache.cache_key(data, trust_remote_code)
 
 
 def clear_cache() -> None:
