@@ -6,7 +6,7 @@ from finetune.runfile import RunConfig
 from finetune.ui.access import (allowed_users, login_required, may_launch, policy_problems,
                                 remote_code_allowed, space_owner)
 
-SPACE = {"SPACE_ID": "Alice/lora-launchpad"}
+SPACE = {"SPACE_ID": "Alice/lora-launchpad", "SYSTEM": "spaces"}   # a real Space sets both
 
 
 def test_locally_anyone_may_launch():
@@ -56,6 +56,7 @@ def test_the_launch_and_cancel_handlers_apply_the_rule(monkeypatch):
     from finetune.ui.live import check_access
 
     monkeypatch.setenv("SPACE_ID", "alice/lora-launchpad")
+    monkeypatch.setenv("SYSTEM", "spaces")
     monkeypatch.delenv("FINETUNE_PUBLIC", raising=False)
     monkeypatch.delenv("FINETUNE_ALLOWED_USERS", raising=False)
     with pytest.raises(gr.Error, match="sign in"):

@@ -6,14 +6,16 @@ is one DataError line naming data.path.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
-from finetune.runfile import DataSection
 from finetune.demo import resolve_data
 from finetune.errors import DataError
+from finetune.runfile import DataSection
 
 FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+MAX_FOLDER_ENTRIES = 2_000   # a data folder holds its shards; a system folder holds far more
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
@@ -27,6 +29,7 @@ def load_raw(data: DataSection, limit: int | None = None):
     label = f'data.path: "{data.path}"'
     if path.exists():
         if path.is_dir():
+            check_folder(label, path)
             return _load_with_datasets(label, str(path), None, "train", limit)
         kind = FILE_TYPES.get(path.suffix.lower())
         if kind is None:
@@ -73,31 +76,48 @@ def columns_of(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(k for r in rows for k in r))
 
 
+def columns_shown(columns, most: int = 12) -> str:
+    """Column names for a message, each cut, at most `most` of them (then their number). Names are the
+    data's schema, which a user needs to fix a file; values are never quoted. (A headerless CSV's first row
+    becomes its column names: on a Space only users allowed to launch see errors, ui/access.py.)"""
+    columns = [str(c) for c in columns]
+    if not columns:
+        return "none"
+    names = ", ".join(c if len(c) <= 40 else c[:37] + "..." for c in columns[:most])
+    return names + (f", ... ({len(columns)} columns)" if len(columns) > most else "")
+
+
+def check_folder(label: str, folder: Path) -> None:
+    """A folder as data.path is listed recursively by `datasets`, which reads every data file in it: a large
+    system folder ran for minutes. Refuse one with more than MAX_FOLDER_ENTRIES files and folders (at any
+    depth), having looked at no more than that, or one without a data file."""
+    seen, found, stack = 0, 0, [folder]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > MAX_FOLDER_ENTRIES:
+                        raise DataError(f"{label}: a folder with more than {MAX_FOLDER_ENTRIES:,} files and "
+                                        "folders; point data.path at the data file, or at a folder of data only")
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif Path(entry.name).suffix.lower() in FILE_TYPES:
+                        found += 1
+        except OSError as exc:
+            raise DataError(f"{label}: cannot be read: {exc.strerror or exc}") from None
+    if not found:
+        raise DataError(f"{label}: the folder holds no {', '.join(FILE_TYPES)} file")
+
+
 def _read_json(label: str, path: Path, limit: int | None):
     """JSONL: one object per line (blank lines skipped). JSON: a list of objects, or {"data"|"train": [...]}."""
+    if path.suffix.lower() == ".jsonl":
+        return _read_jsonl(label, path, limit)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{label}: cannot be read: {exc}") from None
-    if path.suffix.lower() == ".jsonl":
-        rows, lines = [], []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{label}: line {number} is not valid JSON: {exc.msg} "
-                                f"(column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{label}: line {number} must be a JSON object, got {type(row).__name__}")
-            rows.append(row)
-            lines.append(number)
-            if limit and len(rows) >= limit:
-                break
-        if not rows:
-            raise DataError(f"{label}: the file has no examples")
-        return rows, lines
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -109,6 +129,33 @@ def _read_json(label: str, path: Path, limit: int | None):
     if not doc:
         raise DataError(f"{label}: the file has no examples")
     return doc[:limit] if limit else doc, None
+
+
+def _read_jsonl(label: str, path: Path, limit: int | None):
+    """One object per line (blank lines skipped), read line by line: a preview of a large upload reads only
+    the lines it shows."""
+    rows, lines = [], []
+    try:
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{label}: line {number} is not valid JSON: {exc.msg} "
+                                    f"(column {exc.colno})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{label}: line {number} must be a JSON object, got {type(row).__name__}")
+                rows.append(row)
+                lines.append(number)
+                if limit and len(rows) >= limit:
+                    break
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{label}: cannot be read: {exc}") from None
+    if not rows:
+        raise DataError(f"{label}: the file has no examples")
+    return rows, lines
 
 
 def _load_with_datasets(label, path, data_file, split, limit, name=None):

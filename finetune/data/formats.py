@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from finetune.runfile import DataSection, RunConfig
-from finetune.data.files import columns_of, from_rows, load_raw
+from finetune.data.files import columns_of, columns_shown, from_rows, load_raw
 from finetune.data.registry import BY_NAME, FORMATS, from_sharegpt
 from finetune.errors import DataError
 
@@ -36,14 +36,14 @@ def detect_format(columns, data: DataSection) -> str:
             return "chat"
         if missing:
             raise DataError(f'data.format: "{data.format}" needs the column(s) {", ".join(needs)}; '
-                            f'"{data.path}" has {", ".join(columns) or "none"}')
+                            f'"{data.path}" has {columns_shown(columns)}')
         return data.format
     if "conversations" in columns and "messages" not in columns:
         return "chat"  # ShareGPT's from/value turns, turned into messages below
     for fmt in FORMATS:
         if all(c in columns for c in fmt.needs):
             return fmt.name
-    raise DataError(f'data.path: "{data.path}": no known format in its columns ({", ".join(columns) or "none"}); '
+    raise DataError(f'data.path: "{data.path}": no known format in its columns ({columns_shown(columns)}); '
                     "expected messages (chat), prompt + completion, instruction + output (Alpaca), or text")
 
 

@@ -8,7 +8,7 @@ A leaf module: it imports nothing of the project, so the run file's schema can t
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,10 +35,14 @@ def check_turns(turns: object, column: str) -> str | None:
     if not isinstance(turns, list) or not turns:
         return f'"{column}" must be a non-empty list of messages'
     for t in turns:
+        # The shape is described, never the values: a data error must not quote the data (issue #7).
         if not isinstance(t, dict) or not isinstance(t.get("role"), str) or not isinstance(t.get("content"), str):
-            return f'"{column}" must hold objects with a "role" and a string "content", got {json.dumps(t)[:80]}'
+            got = (f"an object with keys {', '.join(str(k)[:20] for k in list(t)[:6])}" if isinstance(t, dict)
+                   else f"a {type(t).__name__}")
+            return f'"{column}" must hold objects with a "role" and a string "content", got {got}'
         if t["role"] not in ROLES:
-            return f'"{column}" has an unknown role "{t["role"][:40]}"; roles are {", ".join(sorted(ROLES))}'
+            role = f' "{t["role"]}"' if re.fullmatch(r"[A-Za-z_]{1,20}", t["role"]) else ""   # a label, not text
+            return f'"{column}" has an unknown role{role}; roles are {", ".join(sorted(ROLES))}'
     return None
 
 

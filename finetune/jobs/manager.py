@@ -27,8 +27,10 @@ Public API (used by the UI and the app's HTTP endpoints):
     .metrics(run_id) -> list[dict]                metrics.jsonl records
     .log_tail(run_id, max_chars=4000) -> str      the end of train.log
     .queue_position(run_id) -> int | None         1 = starts next; None when not queued
-    .cancel(run_id) -> dict                       queued: cancelled at once; running: SIGTERM to its process
-                                                  group, SIGKILL after cancel_timeout s (in a thread)
+    .cancel(run_id, force=False) -> dict          queued: cancelled at once; running: SIGTERM to its process
+                                                  group once (again: a no-op); force: SIGKILL, nothing saved;
+                                                  status has `stopping`, and `force_available` once the
+                                                  stop has taken over cancel_timeout s
     .list_runs() -> list[dict]                    one summary per run folder, newest first
     .wait(run_id, timeout=None) -> dict           block until the run reaches a final state
     .poll() -> None                               reap ended jobs and start queued ones now
@@ -41,7 +43,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -52,10 +53,12 @@ from pathlib import Path
 import yaml
 
 from finetune.runfile import RunConfig, parse_run
+from finetune.runfile.validators import show
 from finetune.model.count import count_run
 from finetune.errors import RunFileError
 from finetune.jobs import slots as slotting
-from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, signal_job, spawn
+from finetune.jobs import cancel as stopping
+from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, spawn
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 
 try:
@@ -65,13 +68,17 @@ except ImportError:  # Windows: no flock, so every manager acts as the runner
 
 log = logging.getLogger(__name__)
 
-CANCEL_MARK = ".cancel-requested"  # in a run folder: a manager asked it to stop, so its end is `cancelled`
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name, never a path
+CANCEL_MARK = stopping.CANCEL_MARK  # in a run folder: a manager asked it to stop, so its end is `cancelled`
+RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # a folder name, never a path; at most 128 chars
 
 
 class UnknownRun(KeyError):
     def __str__(self):
-        return f"no run {self.args[0]!r}"
+        run_id = self.args[0]
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+            return ("run id: must be a run folder's name (letters, digits, '.', '_', '-'; at most 128 "
+                    f"characters), got {show(run_id)}")
+        return f"no run {run_id!r}"
 
 
 @dataclass
@@ -143,6 +150,7 @@ class JobManager:
         out["tokens_per_second"] = speeds[-1] if speeds else None
         out["elapsed_s"], out["eta_s"] = self._timing(out)
         out["queue_position"] = self.queue_position(run_id) if out["state"] == "queued" else None
+        out.update(stopping.stopping_view(folder, status, self.cancel_timeout))
         return out
 
     def metrics(self, run_id: str) -> list[dict]:
@@ -191,41 +199,27 @@ class JobManager:
 
     # ----- cancelling -----
 
-    def cancel(self, run_id: str) -> dict:
-        """Stop a run: a queued one never starts; a running one is asked to stop (SIGTERM: it finishes the
-        step, saves and writes `cancelled`) and killed if it has not stopped after cancel_timeout s."""
+    def cancel(self, run_id: str, force: bool = False) -> dict:
+        """Stop a run: a queued one never starts; a running one is asked once to stop (SIGTERM: it finishes
+        the step, saves and writes `cancelled`), and asking again while it stops does nothing. force=True
+        kills it now (SIGKILL: nothing is saved) and its status says so (finetune/jobs/cancel.py)."""
         folder = self._folder(run_id)
         with self._lock:
             status = folder.read_status()
             state = status.get("state")
             if state in FINAL_STATES:
                 return self.status(run_id)
-            (folder.path / CANCEL_MARK).touch()
             job = self._jobs.get(run_id)
             pid = job.pid if job else status.get("pid")
             if state == "running" and pid and is_job_process(pid, folder):
-                signal_job(pid, signal.SIGTERM)
-                threading.Thread(target=self._escalate, args=(folder, pid), daemon=True,
-                                 name=f"cancel-{run_id}").start()
+                if force:
+                    stopping.force(folder, int(pid))
+                else:
+                    stopping.graceful(folder, status, int(pid))
             elif not job:  # queued, or its process is gone already
+                stopping.request(folder)
                 folder.write_status(state="cancelled", finished_at=time.time())
         return self.status(run_id)
-
-    def _escalate(self, folder: RunFolder, pid: int) -> None:
-        deadline = time.monotonic() + self.cancel_timeout
-        while is_job_process(pid, folder):
-            if time.monotonic() > deadline:
-                signal_job(pid, signal.SIGKILL)
-                for _ in range(50):  # SIGKILL cannot be caught: it is gone within moments
-                    if not is_job_process(pid, folder):
-                        break
-                    time.sleep(0.1)
-                with self._lock:
-                    if folder.read_status().get("state") not in FINAL_STATES:
-                        folder.write_status(state="cancelled", error=f"did not stop within "
-                                            f"{self.cancel_timeout:g} s of SIGTERM; killed with SIGKILL")
-                return
-            time.sleep(0.2)
 
     # ----- the runner: reaping and starting -----
 
@@ -267,7 +261,7 @@ class JobManager:
         """A job's process is gone (so its last write is done): make sure its status is final."""
         if folder.read_status().get("state") in FINAL_STATES:
             return
-        if (folder.path / CANCEL_MARK).exists():
+        if stopping.requested_at(folder, folder.read_status()) is not None:
             folder.write_status(state="cancelled", finished_at=time.time())
         else:
             folder.write_status(state="failed", error=exit_reason(folder, returncode), finished_at=time.time())
@@ -342,7 +336,10 @@ class JobManager:
             for run_id in list(self._jobs):
                 self.cancel(run_id)
             for run_id in list(self._jobs):
-                self.wait(run_id, timeout=self.cancel_timeout + 10)
+                try:
+                    self.wait(run_id, timeout=self.cancel_timeout + 10)
+                except TimeoutError:   # asked by whoever shuts down: the explicit force
+                    self.cancel(run_id, force=True)
         self._stop.set()
         self._thread.join()
         with self._lock:

@@ -55,8 +55,32 @@ def is_job_process(pid, folder: RunFolder) -> bool:
         return False
     if str(folder.run_yaml) in cmdline:
         return True
-    # a job started by hand (`python -m finetune train my.yaml`) with this folder as its output_dir
-    return "train" in cmdline and any(arg.endswith("finetune") for arg in cmdline)
+    # A job started by hand (`python -m finetune train my.yaml`) counts only if it runs this folder: any
+    # `finetune train` used to count, so a status.json naming the PID of another user's job got it
+    # adopted, and cancelled.
+    run_file = _run_file_argument(cmdline)
+    if run_file is None:
+        return False
+    try:
+        cwd = Path(proc.cwd())
+        path = (cwd / run_file).resolve()
+        if path == folder.run_yaml.resolve():
+            return True
+        from finetune.runfile.text import read_file
+
+        output_dir = (read_file(path).get("training") or {}).get("output_dir")
+        return isinstance(output_dir, str) and (cwd / output_dir).resolve() == folder.path.resolve()
+    except Exception:
+        return False
+
+
+def _run_file_argument(cmdline: list[str]) -> str | None:
+    """The run file of `... -m finetune train RUN` or `... -m finetune.train RUN`, else None."""
+    for i, arg in enumerate(cmdline):
+        if arg == "finetune.train" or (arg == "train" and i and cmdline[i - 1].endswith("finetune")):
+            rest = [a for a in cmdline[i + 1:] if not a.startswith("-")]
+            return rest[0] if rest else None
+    return None
 
 
 def signal_job(pid: int, sig: int) -> None:

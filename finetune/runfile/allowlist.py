@@ -83,11 +83,11 @@ ALLOWED = {
 _HUB = "a run never pushes to the Hub (the server's token is only for reading models)"
 # SFTConfig keys refused with a reason: what they would do, and what to use instead.
 REFUSED = {
-    **{k: _HUB for k in ("push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
-                         "hub_always_push", "hub_revision", "push_to_hub_model_id", "push_to_hub_token",
-                         "push_to_hub_organization")},
-    **{k: "reports to a Hugging Face Space with the server's credentials" for k in
-       ("trackio_space_id", "trackio_static_space_id", "trackio_bucket_id", "project")},
+    **dict.fromkeys(("push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
+                     "hub_always_push", "hub_revision", "push_to_hub_model_id", "push_to_hub_token",
+                     "push_to_hub_organization"), _HUB),
+    **dict.fromkeys(("trackio_space_id", "trackio_static_space_id", "trackio_bucket_id", "project"),
+                    "reports to a Hugging Face Space with the server's credentials"),
     "trust_remote_code": "set model.trust_remote_code instead (this server's policy decides whether it may)",
     "model_init_kwargs": "loads the model behind the model section's checks; use the model section",
     "dataset_kwargs": "changes how the data is read behind the data section's checks; use the data section",
@@ -95,10 +95,10 @@ REFUSED = {
     "logging_dir": "a path outside the run folder; logs go to the run folder",
     "resume_from_checkpoint": "reads a path the server holds; use --resume (or Resume), which goes on from "
                               "the run folder's last checkpoint",
-    **{k: "reads a configuration file the server holds or changes how processes are launched" for k in
-       ("deepspeed", "fsdp", "fsdp_config", "accelerator_config", "parallelism_config", "liger_kernel_config",
-        "dataloader_multiprocessing_context")},
-    **{k: "chosen by the job for the machine it runs on" for k in ("use_cpu", "local_rank", "ddp_backend")},
+    **dict.fromkeys(("deepspeed", "fsdp", "fsdp_config", "accelerator_config", "parallelism_config",
+                     "liger_kernel_config", "dataloader_multiprocessing_context"),
+                    "reads a configuration file the server holds or changes how processes are launched"),
+    **dict.fromkeys(("use_cpu", "local_rank", "ddp_backend"), "chosen by the job for the machine it runs on"),
     "max_length": "set data.max_length", "packing": "set data.packing",
     "dataset_text_field": "the job gives TRL its own columns; set data.format",
     "disable_tqdm": "progress bars would fill train.log; the job prints one line per logging step",

@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.events import (AliasEvent, MappingEndEvent, MappingStartEvent, ScalarEvent, SequenceEndEvent,
-                         SequenceStartEvent)
+from yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from yaml.nodes import MappingNode, ScalarNode
-from yaml.resolver import Resolver
 
 from finetune.errors import RunFileError
 

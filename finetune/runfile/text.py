@@ -38,18 +38,20 @@ def parse_text(text: str, source: str = "run file") -> dict:
     return data
 
 
-def read_file(path: str | Path) -> dict:
+def read_file(path: str | Path, source: str | None = None) -> dict:
+    """A run file from disk; `source` names it in messages (default: its path)."""
     path = Path(path)
+    source = source or str(path)
     if not path.is_file():
-        raise RunFileError(f"{path}: no such run file")
+        raise RunFileError(f"{source}: no such run file")
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:   # refused before it is read into memory
-            raise RunFileError(f"{path}: too large for a run file ({size:,} bytes; at most {MAX_BYTES:,})")
+            raise RunFileError(f"{source}: too large for a run file ({size:,} bytes; at most {MAX_BYTES:,})")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{path}: cannot be read: {exc}") from None
-    return parse_text(text, str(path))
+        raise RunFileError(f"{source}: cannot be read: {exc}") from None
+    return parse_text(text, source)
 
 
 def overlay(base: dict, top: dict) -> dict:

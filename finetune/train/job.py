@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from finetune.runfile import RunConfig, load_run
 from finetune.errors import RunFileError
 from finetune.train import distributed
+from finetune.train import checkpoints
 from finetune.train.runfolder import RunFolder
 
 CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"}
@@ -82,16 +83,25 @@ def setup(run_path: str, resume: bool) -> Plan:
 
 
 def last_checkpoint(output_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    """The newest complete checkpoint (a save cut short is skipped, and said so: train/checkpoints.py)."""
+    found, skipped = checkpoints.last_complete(output_dir)
+    for path in checkpoints.set_aside(skipped):
+        print(f"resume: skipping an incomplete checkpoint (its save did not finish), kept as {path.name}",
+              flush=True)
+    return str(found) if found else None
 
 
 def folder_problems(run: RunConfig, resume: bool) -> list[str]:
     out_dir = run.training.output_dir
-    has_checkpoint = os.path.isdir(out_dir) and any(n.startswith("checkpoint-") for n in os.listdir(out_dir))
+    if (problem := checkpoints.output_dir_problem(out_dir)) is not None:
+        return [problem]
+    all_checkpoints = checkpoints.checkpoints(out_dir)
+    has_checkpoint = bool(all_checkpoints)
     if resume and not has_checkpoint:
         return [f'--resume: training.output_dir "{out_dir}" has no checkpoint-N folder to go on from']
+    if resume and checkpoints.last_complete(out_dir)[0] is None:
+        return [f'--resume: training.output_dir "{out_dir}" has no complete checkpoint to go on from '
+                f"({', '.join(p.name for p in all_checkpoints)}: saves that did not finish)"]
     if not resume and (has_checkpoint or os.path.isdir(os.path.join(out_dir, "adapter"))):
         return [f'training.output_dir: "{out_dir}" already holds a trained run; pass --resume to go on from '
                 "its last checkpoint, or choose another output_dir"]

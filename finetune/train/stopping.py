@@ -1,8 +1,13 @@
 """Stopping a job gracefully on SIGTERM or SIGINT (what the job manager's cancel and Ctrl-C send).
 
 The current step finishes, a checkpoint and the adapter are saved, and the job ends `cancelled`. Before
-training starts there is nothing to save, so a signal stops it at once. Standard library only: the handler
-is installed before the seconds-long imports of torch and transformers, so an early cancel is caught too.
+training starts there is nothing to save, so a signal stops it at once. Once a graceful stop is under way,
+further signals change nothing: a second Cancel (or an impatient second Ctrl-C) used to stop the job at
+once and throw away the save the first one asked for. Stopping without saving is an explicit act: the
+page's "Force stop" / `cancel(force=True)` (SIGKILL), or Ctrl-\\ (SIGQUIT) in a terminal.
+
+Standard library only: the handler is installed before the seconds-long imports of torch and transformers,
+so an early cancel is caught too.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ class Cancelled(Exception):
 class Stopper:
     """Catches SIGTERM and SIGINT. Before `training()` a signal raises Cancelled where the job is (loading a
     model can take minutes); after it, the signal only sets `requested` and the callback ends the step.
-    A second signal stops at once, whatever is running."""
+    Further signals while that stop is under way are acknowledged and otherwise ignored."""
 
     def __init__(self):
         self.requested = False
@@ -25,7 +30,7 @@ class Stopper:
         self.signal_name = ""
         self.previous = {}
 
-    def install(self) -> "Stopper":
+    def install(self) -> Stopper:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -43,8 +48,9 @@ class Stopper:
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
         if self.requested:
-            print(f"{name} again: stopping now, without saving", flush=True)
-            raise Cancelled(name)
+            print(f"{name} again: already stopping after this step, then saving (to stop without saving: "
+                  "Force stop, or Ctrl-\\ in a terminal)", flush=True)
+            return
         self.requested, self.signal_name = True, name
         if not self.in_training:
             raise Cancelled(name)

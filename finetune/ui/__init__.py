@@ -10,19 +10,24 @@ def build_app(runs_dir=None):
     runs/). Call `jobs.shutdown()` when the server stops."""
     import gradio as gr
 
+    from finetune.data.uploads import prune as prune_uploads
     from finetune.jobs import JobManager
     from finetune.ui import devices
     from finetune.ui.api import register_api
     from finetune.ui.events import wire_configure
+    from finetune.ui.force import wire_force
     from finetune.ui.layout import build_layout
     from finetune.ui.live import on_page_load, wire_live
     from finetune.ui.panel import initial
 
     jobs = JobManager(runs_dir)
-    with gr.Blocks(title="LoRA Launchpad") as demo:
+    prune_uploads(jobs.runs_dir)   # uploads older than a day that no run names (finetune/data/uploads.py)
+    # Gradio keeps every upload (anyone's, before any sign-in check) in its cache: cleared hourly.
+    with gr.Blocks(title="LoRA Launchpad", delete_cache=(3600, 3600)) as demo:
         ui = build_layout(initial())   # reads the demo model once: the first count is fast
         wire_configure(ui, jobs)
         wire_live(ui, jobs)
+        wire_force(ui, jobs)   # the Force stop button, once a graceful cancel is overdue
         devices.wire(ui)
         register_api(jobs)
         demo.load(on_page_load(jobs), None, ui.run_select, queue=False, api_visibility="private")

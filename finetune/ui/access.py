@@ -1,12 +1,17 @@
-"""Who may launch and cancel jobs. Locally anyone who can reach the app may; on a Hugging Face Space
-(SPACE_ID is set) a visitor must sign in with the Space's LoginButton and be its owner or a listed user,
-because a job spends the Space's GPU time. Pure functions of the environment: tested without a browser.
+"""Who may do what. Locally anyone who can reach the app may do anything. On a Hugging Face Space (SPACE_ID
+is set) a visitor must sign in with the Space's LoginButton and be its owner or a listed user to launch or
+cancel (a job spends the Space's GPU time), preview data or upload a dataset (both read or store files),
+or see runs' errors and logs (they can quote the data); runs there read only uploads, the demo and the
+Hub. Anyone may count parameters and watch the curves. Pure functions of the environment: tested without
+a browser.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+
+from finetune.runfile.limits import cut
 
 
 def space_owner(space_id: str | None) -> str | None:
@@ -34,15 +39,38 @@ def login_required(env: Mapping[str, str] | None = None) -> bool:
 
 def may_launch(username: str | None, env: Mapping[str, str] | None = None) -> tuple[bool, str]:
     """(allowed, why not). `username` is the signed-in Hub user, None when nobody signed in."""
+    return may_use(username, "launch or cancel runs", env)
+
+
+def may_use(username: str | None, action: str, env: Mapping[str, str] | None = None) -> tuple[bool, str]:
+    """The one sign-in rule, for every action that spends the Space's GPU, reads data or stores files:
+    launch, cancel, preview data, upload a dataset. (allowed, why not), `action` naming it in the message."""
     env = os.environ if env is None else env
     if not login_required(env):
         return True, ""
+    if not sign_in_possible(env):
+        return False, (f"{action}: turned off, because sign-in with Hugging Face is unavailable here "
+                       "(SPACE_ID is set, but this is not a Hugging Face Space or gradio[oauth] is missing)")
     if not username:
-        return False, "sign in with Hugging Face to launch or cancel runs on this Space"
+        return False, f"sign in with Hugging Face to {action} on this Space"
     if username.strip().lower() in allowed_users(env):
         return True, ""
-    return False, (f"{username} may not launch or cancel runs on this Space; the owner can add them to "
+    return False, (f"{cut(username, 40)} may not {action} on this Space; the owner can add them to "
                    "FINETUNE_ALLOWED_USERS or set FINETUNE_PUBLIC=1")
+
+
+def on_a_space(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs on a Hugging Face Space: SPACE_ID set by the Space itself, which also sets
+    SYSTEM=spaces (what Gradio's own sign-in checks). SPACE_ID alone, set by hand elsewhere, is not one."""
+    env = os.environ if env is None else env
+    return bool(env.get("SPACE_ID")) and env.get("SYSTEM") == "spaces"
+
+
+def sign_in_possible(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the page can offer Gradio's LoginButton. Outside a real Space, Gradio would mock sign-in
+    with the host's own Hub account (it calls the Hub at start, and crashes offline or without a token):
+    never for this app, whose rule then fails closed instead."""
+    return on_a_space(env) and oauth_available()
 
 
 def oauth_available() -> bool:
@@ -58,9 +86,67 @@ def remote_code_allowed(env: Mapping[str, str] | None = None) -> bool:
     return env.get("FINETUNE_ALLOW_REMOTE_CODE", "").strip() == "1"
 
 
-def policy_problems(run, env: Mapping[str, str] | None = None) -> list[str]:
-    """What this server refuses in a run that is otherwise valid, one line each."""
+def policy_problems(run, env: Mapping[str, str] | None = None, uploads=None) -> list[str]:
+    """What this server refuses in a run that is otherwise valid, one line each. `uploads`: the folder
+    uploaded datasets are kept in (default: the runs directory's .uploads)."""
+    out = server_path_problems(run, env, uploads)
     if run.model.trust_remote_code and not remote_code_allowed(env):
-        return ["model.trust_remote_code: true is turned off on this server (its host can allow it with "
-                "FINETUNE_ALLOW_REMOTE_CODE=1)"]
-    return []
+        out.append("model.trust_remote_code: true is turned off on this server (its host can allow it with "
+                   "FINETUNE_ALLOW_REMOTE_CODE=1)")
+    return out
+
+
+# ----- what a visitor may see and name on a Space -----
+
+HIDDEN_ERROR = "the reason is shown to signed-in users this Space allows"
+HIDDEN_LOG = "The log is shown to signed-in users this Space allows."
+
+
+def sees_details(username: str | None, env: Mapping[str, str] | None = None) -> bool:
+    """Whether this visitor sees runs' errors and logs. They can quote the data (a CSV's header row is its
+    column names), paths and the run file: on a Space only the users who may launch see them."""
+    return may_use(username, "see run details", env)[0]
+
+
+def visitor_status(status: dict, username: str | None, env: Mapping[str, str] | None = None) -> dict:
+    if status.get("error") and not sees_details(username, env):
+        return {**status, "error": HIDDEN_ERROR}
+    return status
+
+
+def visitor_log(log: str, username: str | None, env: Mapping[str, str] | None = None) -> str:
+    return log if sees_details(username, env) else HIDDEN_LOG
+
+
+def server_path_problems(run, env: Mapping[str, str] | None = None, uploads=None) -> list[str]:
+    """On a Space (SPACE_ID set, even by hand), a run may read only an upload, the built-in demo or the Hub:
+    data.path and model.name_or_path naming the server's own files would let a visitor read them (a
+    preview shows lines; an error, columns) or make the server walk a large folder for minutes."""
+    from pathlib import Path
+
+    from finetune.data.uploads import is_upload, uploads_dir
+    from finetune.runfile import DEMO
+
+    env = os.environ if env is None else env
+    if not env.get("SPACE_ID"):
+        return []
+    uploads = Path(uploads) if uploads is not None else uploads_dir(env=env)
+    out = []
+    data, model = run.data.path, run.model.name_or_path
+    if data != DEMO and not is_upload(data, uploads) and not _hub_id(data):
+        out.append(f'data.path: "{cut(data)}" is not readable on this Space: use an uploaded file, `demo` or a '
+                   "Hub dataset id (user/name)")
+    if model != DEMO and not _hub_id(model):
+        out.append(f'model.name_or_path: "{cut(model)}" is not readable on this Space: use `demo` or a Hub '
+                   "model id (user/name)")
+    return out
+
+
+def _hub_id(name: str) -> bool:
+    """A Hub repository id that no local file or folder shadows (libraries try a local path first)."""
+    from pathlib import Path
+
+    from finetune.data.files import FILE_TYPES, HUB_ID
+
+    return (bool(HUB_ID.match(name)) and not name.startswith(".") and ".." not in name
+            and Path(name).suffix.lower() not in FILE_TYPES and not Path(name).exists())

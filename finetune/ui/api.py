@@ -3,7 +3,7 @@
     /count   run file text (YAML or JSON) -> the object `python -m finetune count RUN --json` prints
     /launch  run file text -> run id
     /status  run id -> {"state", "step", "max_steps", "losses": [[step, loss], ...], "error", ...}
-    /cancel  run id -> the same status object
+    /cancel  run id [, force] -> the same status object (force: kill now, without saving)
 
 Problems come back as gr.Error with the core's one-line messages (gradio_client raises them as AppError).
 """
@@ -12,29 +12,33 @@ from __future__ import annotations
 
 import gradio as gr
 
-from finetune.runfile import parse_run
 from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun
+from finetune.runfile import parse_run
 from finetune.ui import access
-from finetune.ui.live import check_access
+from finetune.ui.guard import require, user_error, username
 
 STATUS_KEYS = ("run_id", "state", "step", "max_steps", "losses", "eval_losses", "error", "tokens_per_second",
-               "elapsed_s", "eta_s", "queue_position")
+               "elapsed_s", "eta_s", "queue_position", "stopping")
 
 
 def checked_run(run_text: str):
+    if run_text is not None and not isinstance(run_text, str):
+        raise user_error(f"run file: must be YAML or JSON text, got {type(run_text).__name__}")
     try:
         run = parse_run(run_text or "")
     except RunFileError as exc:
-        raise gr.Error("\n".join(exc.problems)) from None
+        raise user_error("\n".join(exc.problems)) from None
     problems = access.policy_problems(run)
     if problems:
-        raise gr.Error("\n".join(problems))
+        raise user_error("\n".join(problems))
     return run
 
 
-def public_status(status: dict) -> dict:
-    return {k: status.get(k) for k in STATUS_KEYS}
+def public_status(status: dict, profile=None) -> dict:
+    """The status an API caller sees; on a Space, a visitor who may not launch gets no error text (it can
+    quote the owner's data or paths: access.visitor_status)."""
+    return access.visitor_status({k: status.get(k) for k in STATUS_KEYS}, username(profile))
 
 
 def register_api(jobs) -> None:
@@ -48,30 +52,33 @@ def register_api(jobs) -> None:
         try:
             return count_run(checked_run(run_text)).to_json("api")
         except RunFileError as exc:
-            raise gr.Error("\n".join(exc.problems)) from None
+            raise user_error("\n".join(exc.problems)) from None
 
     def launch(run_text: str, profile: gr.OAuthProfile | None = None) -> str:
         """Queue a training run; returns its run id (its folder's name under the runs directory)."""
-        check_access(profile)
+        require(profile)
         try:
             return jobs.submit(checked_run(run_text))
         except RunFileError as exc:
-            raise gr.Error("\n".join(exc.problems)) from None
+            raise user_error("\n".join(exc.problems)) from None
 
-    def status(run_id: str) -> dict:
-        """A run's state, step, max_steps, losses [[step, loss], ...] and error (null unless it failed)."""
+    def status(run_id: str, profile: gr.OAuthProfile | None = None) -> dict:
+        """A run's state, step, max_steps, losses [[step, loss], ...], error (null unless it failed) and
+        stopping (a graceful cancel is under way)."""
         try:
-            return public_status(jobs.status(run_id))
+            return public_status(jobs.status(run_id), profile)
         except UnknownRun as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
 
-    def cancel(run_id: str, profile: gr.OAuthProfile | None = None) -> dict:
-        """Stop a run gracefully (it saves its adapter); returns its status."""
-        check_access(profile)
+    def cancel(run_id: str, force: bool = False, profile: gr.OAuthProfile | None = None) -> dict:
+        """Stop a run gracefully (it finishes its step and saves a checkpoint and its adapter); asking again
+        while it stops changes nothing. force=true kills it at once without saving (its error says so).
+        Returns its status."""
+        require(profile)
         try:
-            return public_status(jobs.cancel(run_id))
+            return public_status(jobs.cancel(run_id, force=bool(force)), profile)
         except UnknownRun as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
 
     # queue=False: these are quick reads and writes of files; none waits behind a slow UI event.
     gr.api(count, api_name="count", queue=False)

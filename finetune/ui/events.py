@@ -14,15 +14,13 @@ file's code view is redrawn after the count, by an event chained to each.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import threading
-import time
 import weakref
 from pathlib import Path
 
 import gradio as gr
 
-from finetune.runfile import DEMO, overlay, parse_text
+from finetune.runfile import DEMO, overlay
 from finetune.errors import RunFileError
 from finetune.ui import render
 from finetune.ui.form import FORM_KEYS, extra_of
@@ -209,13 +207,14 @@ def wire_configure(ui, jobs) -> None:
     then_text(ui.preset.input(on_preset, [ui.preset, *state], fill_out, **FAST))
 
     def on_load_run(path, values, info, request: gr.Request):
+        from finetune.runfile.text import read_file
+        from finetune.ui.guard import user_error
+
         name = Path(path).name
-        try:
-            raw = parse_text(Path(path).read_text(encoding="utf-8"), name)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise gr.Error(f"{name}: cannot be read: {exc}") from None
+        try:   # read_file refuses a file over the run-file size limit before reading it
+            raw = read_file(path, source=name)
         except RunFileError as exc:
-            raise gr.Error("\n".join(exc.problems)) from None
+            raise user_error("\n".join(exc.problems)) from None
         with locked(request):
             out = fill(raw, extra_of(raw), values, info)
         gr.Info(f"Loaded {name}.")
@@ -234,22 +233,25 @@ def wire_configure(ui, jobs) -> None:
     ui.data_source.input(on_source, [ui.data_source, ui.form["data.path"]], [ui.form["data.path"], ui.data_file],
                          **FAST)
 
-    def on_data_file(path):
+    def on_data_file(path, profile: gr.OAuthProfile | None = None):
         if not path:
             return gr.skip()
-        # Gradio's upload cache is not the job's business: keep the file beside the runs, in a folder the
-        # run list ignores (run folder names start with a letter or digit).
-        folder = Path(jobs.runs_dir) / ".uploads"
-        folder.mkdir(parents=True, exist_ok=True)
-        kept = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(path).name}"
-        shutil.copyfile(path, kept)
-        return str(kept)
+        from finetune.data.uploads import store
+        from finetune.ui.guard import require, user_error
+
+        require(profile, "upload datasets")   # on a Space: the same sign-in as Launch (it stores files)
+        try:   # kept beside the runs, size-capped, pruned once stale (finetune/data/uploads.py)
+            return str(store(path, jobs.runs_dir))
+        except (RunFileError, OSError) as exc:
+            raise user_error(getattr(exc, "problems", [f"upload: cannot be stored: {exc}"])[0]) from None
 
     ui.data_file.upload(on_data_file, ui.data_file, ui.form["data.path"], api_visibility="private")
 
-    def on_preview(values, extra, info, request: gr.Request):
+    def on_preview(values, extra, info, request: gr.Request, profile: gr.OAuthProfile | None = None):
         from finetune.data.formats import preview
+        from finetune.ui.guard import require
 
+        require(profile, "preview data")   # on a Space: the same sign-in as Launch (it reads files)
         with locked(request):
             _, run, problems = form_run(values, extra, info)
         if run is None:

@@ -60,10 +60,11 @@ def build_layout(initial: dict) -> SimpleNamespace:
                 "launch it, and watch its loss.")
     ui.login = None
     if access.login_required():
-        if access.oauth_available():
+        if access.sign_in_possible():
             ui.login = gr.LoginButton(elem_id="login")
-        else:   # fail closed: nobody can sign in, so nobody launches
-            gr.Markdown("Launching is turned off: sign-in with Hugging Face needs `gradio[oauth]` installed.")
+        else:   # fail closed: nobody can sign in, so nobody launches (SPACE_ID set by hand outside a Space)
+            gr.Markdown("Launching, previews and uploads are turned off: sign-in with Hugging Face works only "
+                        "on a Hugging Face Space with `gradio[oauth]` installed.")
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -193,6 +194,9 @@ def build_layout(initial: dict) -> SimpleNamespace:
         ui.run_select = gr.Dropdown([], value=None, label="Run", scale=4, elem_id="run-select",
                                     info="Past and current runs, read from the run folders.")
         ui.cancel = gr.Button("Cancel run", variant="stop", interactive=False, scale=1, size="md", elem_id="cancel")
+        # Shown once a graceful cancel has taken longer than the job manager's cancel_timeout (ui/force.py).
+        ui.force_cancel = gr.Button("Force stop (no save)", variant="stop", visible=False, scale=1, size="md",
+                                    elem_id="force-cancel")
         ui.adapter = gr.DownloadButton("Download adapter (.zip)", visible=False, scale=1, size="md",
                                        elem_id="adapter-download")
     ui.progress = gr.Markdown(elem_id="run-progress")

@@ -29,9 +29,9 @@ def username(profile) -> str | None:
 
 
 def check_access(profile) -> None:
-    allowed, why = access.may_launch(username(profile))
-    if not allowed:
-        raise gr.Error(why)
+    from finetune.ui.guard import require
+
+    require(profile)   # raises a gr.Error that is logged in one line, not a traceback
 
 
 def pick_run(runs: list[dict]) -> str | None:
@@ -83,16 +83,17 @@ def wire_live(ui, jobs) -> None:
             return gr.skip(), gr.skip()
         return gr.Dropdown(choices=choices, value=value), key
 
-    def view(run_id, seen):
-        """The watch panel for one run; gr.skip() everywhere when nothing changed since `seen`."""
+    def view(run_id, seen, profile: gr.OAuthProfile | None = None):
+        """The watch panel for one run; gr.skip() everywhere when nothing changed since `seen`. On a Space,
+        a visitor who may not launch sees no error text or log (access.visitor_status)."""
         if not run_id:
             if seen == "none":
                 return [gr.skip()] * 7
             return (EMPTY_PLOT, "No run yet: configure one above and press **Launch training**.", "",
                     gr.Button(interactive=False), gr.DownloadButton(visible=False), gr.skip(), "none")
         try:
-            status = jobs.status(run_id)
-            log = jobs.log_tail(run_id, 3000)
+            status = access.visitor_status(jobs.status(run_id), username(profile))
+            log = access.visitor_log(jobs.log_tail(run_id, 3000), username(profile))
         except UnknownRun:
             return (EMPTY_PLOT, f"Run {run_id} is gone.", "", gr.Button(interactive=False),
                     gr.DownloadButton(visible=False), gr.skip(), None)

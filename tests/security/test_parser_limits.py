@@ -17,7 +17,7 @@ from finetune.runfile.validators import show
 def alias_bomb(levels: int = 8) -> str:
     """`a: &a [lol x9]`, `b: &b [*a x9]`, ...: 9**8 (43 million) items once expanded."""
     lines = ["a: &a [" + ", ".join(["lol"] * 9) + "]"]
-    for prev, name in zip("abcdefgh", "bcdefgh"[:levels - 1]):
+    for prev, name in zip("abcdefg"[:levels - 1], "bcdefgh"[:levels - 1], strict=True):
         lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,95 @@
+"""Threat: a second Cancel (a double click, an impatient user, a retrying script) threw away the graceful
+save the first one asked for: "SIGTERM again: stopping now, without saving", no adapter, nothing in the
+status. Cancel is now idempotent; only an explicit force kills without saving, and the status says so."""
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from finetune.jobs import JobManager
+from finetune.jobs.cancel import FORCED
+from finetune.jobs.process import is_job_process, signal_job
+from finetune.train.runfolder import RunFolder
+from finetune.train.stopping import Stopper
+
+
+def test_a_second_signal_during_a_graceful_stop_changes_nothing(capsys):
+    stopper = Stopper().install()
+    try:
+        stopper.training()   # training has begun: a signal asks for a stop after the step
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)   # raised Cancelled (stop without saving) before the fix
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    finally:
+        stopper.uninstall()
+    assert stopper.requested and stopper.signal_name == "SIGTERM"
+    out = capsys.readouterr().out
+    assert out.count("already stopping") == 2 and "without saving" not in out.split("\n")[0]
+
+
+def demo_run(max_steps: int) -> str:
+    return ("lora: {r: 4, lora_alpha: 8}\ndata: {path: demo, max_length: 64}\n"
+            f"training: {{max_steps: {max_steps}, per_device_train_batch_size: 2, gradient_accumulation_steps: 1,"
+            " logging_steps: 1, save_steps: 1000}\n")
+
+
+@pytest.fixture
+def manager(tmp_path):
+    made = []
+
+    def make(**kw):
+        made.append(JobManager(tmp_path / "runs", slots=1, poll_interval=0.2, **kw))
+        return made[-1]
+
+    yield make
+    for jobs in made:
+        jobs.shutdown()
+    for path in (tmp_path / "runs").iterdir():
+        pid = RunFolder(path).read_status().get("pid") if path.is_dir() else None
+        if pid and is_job_process(pid, RunFolder(path)):
+            signal_job(pid, signal.SIGKILL)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+@pytest.mark.slow
+def test_cancelling_twice_still_saves_the_adapter(manager):
+    jobs = manager()
+    run_id = jobs.submit(demo_run(2000))
+    wait_for(lambda: jobs.status(run_id)["step"] >= 2, 240, "training to start")
+    first, second = jobs.cancel(run_id), jobs.cancel(run_id)
+    assert first["stopping"] and second["stopping"] and second["state"] == "running"
+    jobs.cancel(run_id)
+    stopped = jobs.wait(run_id, timeout=120)
+    folder = RunFolder(jobs.runs_dir / run_id)
+    assert stopped["state"] == "cancelled" and not stopped["error"], jobs.log_tail(run_id)
+    assert (folder.adapter_dir / "adapter_config.json").is_file(), jobs.log_tail(run_id)
+    assert jobs.log_tail(run_id).count("SIGTERM") == 1   # one request reached the job, not three
+
+
+@pytest.mark.slow
+def test_force_kills_at_once_and_the_status_says_nothing_was_saved(manager):
+    hung = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('hung', flush=True); time.sleep(120)"]
+    jobs = manager(command=hung, cancel_timeout=0.5)
+    run_id = jobs.submit(demo_run(2))
+    wait_for(lambda: jobs.log_tail(run_id), 60, "the stand-in to start")
+    assert not jobs.status(run_id)["force_available"]
+    jobs.cancel(run_id)
+    time.sleep(2)   # the old manager killed it by itself after cancel_timeout; now only force does
+    assert jobs.status(run_id)["state"] == "running" and jobs.status(run_id)["force_available"]
+    started = time.monotonic()
+    stopped = jobs.cancel(run_id, force=True)
+    assert time.monotonic() - started < 5
+    assert stopped["state"] == "cancelled" and stopped["error"] == FORCED and stopped["forced"] is True
+    assert not is_job_process(stopped["pid"], RunFolder(jobs.runs_dir / run_id))
