@@ -5,7 +5,7 @@ The fast tests check the run-file rules, the machine checks, the slot queue, the
 accelerate export. The slow ones train the built-in demo for real: DDP to completion (every step once in
 metrics.jsonl, world_size 2, an adapter PEFT loads with the shapes of a one-process run's), a cancel through
 the job manager (one checkpoint, no process left), resume with the same world size (and a refusal with
-another one), and FSDP, which torch runs on the CPU with gloo.
+another one). FSDP and DeepSpeed need GPUs (accelerate's rule): their path is tested up to the launch.
 """
 
 import io
@@ -115,6 +115,34 @@ def test_launch_command_is_torchruns_own():
     assert args.nproc_per_node == "2" and args.standalone and args.module
     assert args.training_script == "finetune.train" and args.training_script_args == ["/runs/x/run.yaml", "--resume"]
     assert launch.command(2, "r.yaml", False)[1:4] == ["-m", "torch.distributed.run", "--standalone"]
+
+
+CHILD = textwrap.dedent("""
+    import os, threading, time
+    from finetune.train import distributed
+    threading.Thread(target=distributed._exit_with_launcher, args=(os.getppid(),), daemon=True).start()
+    print("ready", flush=True)
+    time.sleep(120)
+""")
+PARENT = textwrap.dedent("""
+    import subprocess, sys, time
+    # torch.distributed starts each rank in a session of its own, as here: a signal to our group misses it.
+    child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True, stdout=sys.stdout)
+    print(child.pid, flush=True)
+    time.sleep(120)
+""")
+
+
+def test_a_rank_leaves_when_its_launcher_is_killed():
+    """A force stop (SIGKILL to the launcher's process group) cannot reach the ranks, which torch.distributed
+    starts in sessions of their own: each rank watches its launcher and exits when it is gone."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                              start_new_session=True)
+    child = psutil.Process(int(parent.stdout.readline()))
+    assert parent.stdout.readline().strip() == "ready"
+    os.killpg(parent.pid, 9)
+    parent.wait(10)
+    child.wait(timeout=5)  # psutil.TimeoutExpired if the rank stayed behind
 
 
 # ----- the job manager's slots -----
@@ -311,15 +339,46 @@ def test_cancel_of_two_processes_saves_once_leaves_none_and_resumes_with_two(tmp
 
 
 @pytest.mark.slow
-def test_fsdp_trains_on_two_cpu_processes(tmp_path):
+def test_fsdp_is_refused_on_the_cpu_and_its_plugin_is_accelerates_own():
+    """accelerate makes an FSDP group only of GPUs (on the CPU its plugin is dropped and the run would be
+    plain ddp, measured here), so the CPU path is checked up to the launch: the one-line refusal, and the
+    settings the job gives the Trainer build accelerate's own FSDP plugin."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from trl import SFTConfig
+
+    run = parse_run("training: {devices: 2, strategy: fsdp}")
+    assert distributed.machine_problems(run, [], cpus=2) == [
+        'training.strategy: "fsdp" needs CUDA GPUs (accelerate shards only on GPUs; on the CPU it would silently '
+        "train ddp); use ddp on the CPU"]
+    assert distributed.machine_problems(run, ["0", "1"]) == []
+    kwargs = distributed.trainer_args(run, 2, cuda=True)
+    kwargs.pop("ddp_backend")  # nccl needs a process group; the plugin's settings do not
+    args = SFTConfig(output_dir="unused", use_cpu=True, report_to="none", **kwargs)
+    plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+    assert plugin.fsdp_version == 2 and plugin.state_dict_type.name == "FULL_STATE_DICT"
+    assert plugin.reshard_after_forward is True and plugin.cpu_ram_efficient_loading is True
+
+
+def test_cli_refuses_fsdp_on_the_cpu_before_anything_starts(tmp_path):
     path = run_file(tmp_path, "fsdp", max_steps=4, devices=2, strategy="fsdp")
     done = train_cli(path)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
-    assert "[rank0] strategy: fsdp over 2 processes (accelerate FSDP)" in output
-    status = RunFolder(tmp_path / "fsdp").read_status()
-    assert status["state"] == "completed" and status["world_size"] == 2
-    shapes = adapter_shapes(tmp_path / "fsdp")  # gathered whole from the shards
-    assert shapes and all(len(shape) == 2 for shape in shapes.values())
-    config = json.loads((tmp_path / "fsdp" / "adapter" / "adapter_config.json").read_text())
-    assert config["r"] == 16
+    assert done.returncode == 2 and done.stderr.strip().startswith('error: training.strategy: "fsdp" needs CUDA')
+    assert not (tmp_path / "fsdp").exists()
+
+
+@pytest.mark.slow
+def test_the_page_keeps_a_loaded_run_files_devices():
+    """On a machine with at most one GPU the devices control is hidden, but a loaded run file's devices (and
+    strategy) stay in the form and reach the launch; the export is always there."""
+    from finetune.ui.devices import export_text
+    from finetune.ui.panel import form_run, form_values, model_info
+
+    raw = yaml.safe_load(DEMO_RUN.read_text())
+    raw["training"].update(devices=2, strategy="ddp")
+    info = model_info({"model.name_or_path": "demo"})
+    values = form_values(raw, info)
+    assert values["training.devices"] == "2"
+    _, run, problems = form_run(values, {}, info)
+    assert problems == [] and run.training.devices == 2
+    config = yaml.safe_load(export_text(values, {}, info, 2))
+    assert (config["num_machines"], config["num_processes"], config["distributed_type"]) == (2, 4, "MULTI_GPU")

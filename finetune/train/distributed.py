@@ -58,6 +58,16 @@ def launcher_pid() -> int:
 
 # ----- what the machine allows -----
 
+def visible_gpus() -> list[int]:
+    """The GPUs this process sees (the job manager shows a job only those it reserved). Without an NVIDIA
+    device node there are none, and torch (seconds to import) is not imported to say so."""
+    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")):
+        return []
+    import torch
+
+    return list(range(torch.cuda.device_count()))
+
+
 def resolve_devices(training, gpus: list) -> int:
     """training.devices as a number: `auto` is every GPU this process sees (the job manager shows a job only
     the GPUs it reserved), and 1 without a GPU: CPU processes are never started unasked."""
@@ -84,10 +94,14 @@ def machine_problems(run, gpus: list, cpus: int | None = None) -> list[str]:
     elif not gpus and n > cpus:
         out.append(f"training.devices: {n}, but this machine has no GPU and {cpus} CPU core{'s' * (cpus != 1)}; "
                    "without a GPU each device is one CPU process")
+    if n > 1 and t.strategy == "fsdp" and not gpus:
+        # accelerate builds its FSDP plugin only for GPU process groups: on the CPU it would train plain ddp.
+        out.append('training.strategy: "fsdp" needs CUDA GPUs (accelerate shards only on GPUs; on the CPU it '
+                   "would silently train ddp); use ddp on the CPU")
     if n > 1 and t.strategy == "deepspeed":
         if not gpus:
-            out.append('training.strategy: "deepspeed" needs CUDA GPUs and this machine has none; use ddp '
-                       "(or fsdp) on the CPU")
+            out.append('training.strategy: "deepspeed" needs CUDA GPUs and this machine has none; use ddp on '
+                       "the CPU")
         elif importlib.util.find_spec("deepspeed") is None:
             out.append('training.strategy: "deepspeed" needs the deepspeed package: pip install deepspeed')
     if n > 1 and not gpus and run.model.quantization != "none":

@@ -53,9 +53,7 @@ def maybe_launch(run_path: str, resume: bool, stopper) -> int | None:
         return None  # the job reports it in its own words
     if not wants_group(run.training):
         return None
-    import torch
-
-    gpus = list(range(torch.cuda.device_count()))  # the job manager shows a job only the GPUs it reserved
+    gpus = distributed.visible_gpus()
     problems = distributed.machine_problems(run, gpus)
     if problems:
         for problem in problems:
