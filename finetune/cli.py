@@ -32,9 +32,9 @@ def report(problems) -> int:
 
 def count_one(path: str) -> dict:
     from finetune.runfile import load_run
-    from finetune.model.count import count_run
+    from finetune.model.memory import count_json
 
-    return count_run(load_run(path)).to_json(path)
+    return count_json(load_run(path), path)   # the count, and "memory": the GPU memory estimate in bytes
 
 
 def format_count(result: dict) -> str:
@@ -47,6 +47,10 @@ def format_count(result: dict) -> str:
         pairs = shape if shape and isinstance(shape[0], (list, tuple)) else [shape] if shape else []
         shape = ", ".join(" x ".join(map(str, pair)) for pair in pairs)
         lines.append(f"  {name:<20} {info.get('layers', ''):>4} layers  {shape:<14} {info.get('params', 0):>14,}")
+    if result.get("memory"):
+        memory = result["memory"]
+        lines.append(f"  GPU memory about {memory['total'] / 1e9:.1f} GB: " + ", ".join(
+            f"{k} {v / 1e9:.2f}" for k, v in memory.items() if k != "total"))
     return "\n".join(lines)
 
 

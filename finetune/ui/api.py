@@ -47,10 +47,10 @@ def register_api(jobs) -> None:
     def count(run_text: str) -> dict:
         """Trainable and total parameters of a run file, exactly as PEFT reports them, with the per-module
         breakdown: the same object as `python -m finetune count RUN --json`."""
-        from finetune.model.count import count_run
+        from finetune.model.memory import count_json
 
         try:
-            return count_run(checked_run(run_text)).to_json("api")
+            return count_json(checked_run(run_text), "api")
         except RunFileError as exc:
             raise user_error("\n".join(exc.problems)) from None
 

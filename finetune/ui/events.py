@@ -22,9 +22,9 @@ import gradio as gr
 
 from finetune.runfile import DEMO, overlay
 from finetune.errors import RunFileError
-from finetune.ui import render
+from finetune.ui import memory_view, render
 from finetune.ui.form import FORM_KEYS, extra_of
-from finetune.ui.panel import (form_run, count_view, form_values, model_info, retarget, run_file_text,
+from finetune.ui.panel import (COUNT_VIEW_SIZE, form_run, count_view, form_values, model_info, retarget, run_file_text,
                                widget_updates)
 
 # Redraws the count in the page the moment the r slider moves: trainable (and total) parameters are affine
@@ -82,7 +82,7 @@ def field_handler(key: str, locked: SessionLocks):
     def handle(value, values, extra, info, request: gr.Request):
         with locked(request):
             if values.get(key) == value:
-                return [gr.skip()] * 5
+                return [gr.skip()] * (1 + COUNT_VIEW_SIZE)
             values[key] = value
             return [values, *count_view(values, extra, info)]
     return handle
@@ -93,7 +93,7 @@ def targets_handler(locked: SessionLocks):
         """Unticking a module the all-linear switch stands for turns the switch off, in the same step."""
         with locked(request):
             if values.get("ui.targets") == ticked:
-                return [gr.skip()] * 6
+                return [gr.skip()] * (2 + COUNT_VIEW_SIZE)
             values["ui.targets"] = ticked
             switch = gr.skip()
             if values.get("ui.all_linear") and not set(info.get("all_linear", [])) <= set(ticked or []):
@@ -107,7 +107,7 @@ def switch_handler(locked: SessionLocks):
         """Turning all-linear on ticks every module it stands for."""
         with locked(request):
             if values.get("ui.all_linear") == on:
-                return [gr.skip()] * 6
+                return [gr.skip()] * (2 + COUNT_VIEW_SIZE)
             values["ui.all_linear"] = on
             ticked = gr.skip()
             if on:
@@ -124,7 +124,7 @@ def model_handler(key: str, locked: SessionLocks):
     def handle(value, values, extra, request: gr.Request):
         with locked(request):
             if values.get(key) == value:   # set already by a preset or a loaded run file
-                return [gr.skip()] * 9
+                return [gr.skip()] * (5 + COUNT_VIEW_SIZE)
             values[key] = value
             info = model_info(values)
             values.update(retarget(values, info))
@@ -134,7 +134,7 @@ def model_handler(key: str, locked: SessionLocks):
 
 
 def wire_configure(ui, jobs) -> None:
-    count_out = [ui.param_count, ui.count_details, ui.errors, ui.launch]
+    count_out = [ui.param_count, ui.count_details, ui.errors, ui.launch, ui.memory, ui.apply_fix]
     state = [ui.values, ui.extra, ui.model_info]
 
     locked = ui.locked = SessionLocks()   # live.py's Launch takes it too
@@ -181,12 +181,14 @@ def wire_configure(ui, jobs) -> None:
         info = model_info({"model.name_or_path": model.get("name_or_path", DEMO), "model.revision":
                            model.get("revision"), "model.trust_remote_code": model.get("trust_remote_code")})
         before = dict(values)
+        kept = {k: v for k, v in values.items() if k == memory_view.KEY}   # the GPU picked is no run-file key
         values.clear()
-        values.update(form_values(raw, info))
+        values.update(form_values(raw, info), **kept)
         return [*widget_updates(values, info, before, info_before), values, extra, info, info["note"],
                 *count_view(values, extra, info)]
 
     fill_out = [*widgets, *state, ui.model_note, *count_out]
+    memory_view.wire(ui, locked, count_out, then_text)   # the "apply the fix" button (ui/memory_view.py)
 
     def on_preset(name, values, extra, info, request: gr.Request):
         if not name:

@@ -13,7 +13,7 @@ import gradio as gr
 
 from finetune.runfile import DEMO, field_help
 from finetune.data.registry import FORMATS
-from finetune.ui import access, devices
+from finetune.ui import access, devices, memory_view
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
 SUGGESTED_MODELS = [DEMO, "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-360M-Instruct",
@@ -32,6 +32,7 @@ CSS = """
 #form-errors:empty { display: none; }
 #understand { position: sticky; top: 0.5rem; align-self: flex-start; }
 """
+CSS += memory_view.CSS
 
 
 def helped(key: str) -> str:
@@ -180,6 +181,7 @@ def build_layout(initial: dict) -> SimpleNamespace:
 
         with gr.Column(scale=2, elem_id="understand"):
             ui.param_count = gr.HTML(initial["count"], elem_id="param-count")
+            memory_view.build(ui, initial)   # will it fit: #gpu-picker, #memory-estimate, #apply-fix
             ui.count_details = gr.HTML(initial["details"], elem_id="count-details")
             ui.errors = gr.Markdown(initial["errors"], elem_id="form-errors")
             ui.launch = gr.Button("Launch training", variant="primary", elem_id="launch",

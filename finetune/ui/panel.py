@@ -14,7 +14,7 @@ import gradio as gr
 from finetune.runfile import DEMO, RunConfig, dump_yaml, load_run
 from finetune.demo import RUN_FILE
 from finetune.errors import RunFileError
-from finetune.ui import access, render
+from finetune.ui import access, memory_view, render
 from finetune.ui.form import FORM_KEYS, form_to_run, run_to_form
 
 
@@ -59,14 +59,20 @@ def understand(values: dict, extra: dict, info: dict) -> dict:
             problems = exc.problems
     headline = render.count_headline(count, run and run.lora.r, slope, run and run.lora.lora_alpha,
                                      run and run.lora.use_rslora)
+    memory, fix_label, fix = memory_view.view(run, count, values.get(memory_view.KEY))   # microseconds
     return {"count": headline, "details": render.count_details(count),
-            "errors": render.problems(problems), "launchable": count is not None}
+            "errors": render.problems(problems), "launchable": count is not None,
+            "memory": memory, "fix_label": fix_label, "fix": fix}
+
+
+COUNT_VIEW_SIZE = 6   # how many updates count_view returns: event handlers skip that many when nothing changed
 
 
 def count_view(values: dict, extra: dict, info: dict) -> list:
-    """Updates for [#param-count, #count-details, #form-errors, #launch]."""
+    """Updates for [#param-count, #count-details, #form-errors, #launch, #memory-estimate, #apply-fix]."""
     panel = understand(values, extra, info)
-    return [panel["count"], panel["details"], panel["errors"], gr.Button(interactive=panel["launchable"])]
+    return [panel["count"], panel["details"], panel["errors"], gr.Button(interactive=panel["launchable"]),
+            *memory_view.updates(panel)]
 
 
 def run_file_text(values: dict, extra: dict, info: dict) -> str:
