@@ -1,4 +1,4 @@
-"""`python -m finetune`: count, train, presets, export.
+"""`python -m finetune`: count, train, presets, export, generate, merge, push (the last three: finetune/adapter/cli.py).
 
 Exit codes: 0 done; 2 invalid input (one `error: ...` line per problem on stderr, never a traceback);
 1 the job failed while running (its status.json says why).
@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--main_process_port", "--main-process-port", type=int, default=29500,
                    help="with --to accelerate")
     p.set_defaults(func=cmd_export)
+    from finetune.adapter.cli import add_commands   # generate, merge, push
+
+    add_commands(sub)
     return parser
 
 

@@ -35,6 +35,8 @@ Public API (used by the UI and the app's HTTP endpoints):
     .wait(run_id, timeout=None) -> dict           block until the run reaches a final state
     .poll() -> None                               reap ended jobs and start queued ones now
     .shutdown(cancel_jobs=False)                  stop the thread and give up the runner role
+    .lease_slot(holder) -> (slot, gpu) | None     lend a free slot to other work (the playground's worker)
+    .release_slot(holder)                         give it back
     UnknownRun(KeyError)                          raised for a run id with no folder
 """
 
@@ -105,6 +107,7 @@ class JobManager:
         self.command = list(command or [sys.executable, "-m", "finetune", "train"])
         self.poll_interval, self.cancel_timeout = poll_interval, cancel_timeout
         self._jobs: dict[str, _Job] = {}
+        self._leases: dict[str, int] = {}  # slots lent to work that is not a run (lease_slot)
         self._settled: set[str] = set()  # folders seen in a final state: the runner's scan skips them
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
@@ -280,7 +283,30 @@ class JobManager:
             self._settle(folder, None)
 
     def _taken(self) -> set[int]:
-        return {s for job in self._jobs.values() for s in (job.slots or (job.slot,)) if s is not None}
+        return {s for job in self._jobs.values() for s in (job.slots or (job.slot,)) if s is not None} | \
+            set(self._leases.values())
+
+    # ----- slots lent to other work: the playground's generation worker (finetune.adapter.service) -----
+
+    def lease_slot(self, holder: str) -> tuple[int, str | None] | None:
+        """Take one free slot for `holder` until release_slot(holder): (slot, its GPU or None), or None while
+        every slot is busy. Queued runs are started first (poll), so a lease never overtakes them. Leases
+        live in this manager's memory: they count only where this manager is the runner (the app's is)."""
+        self.poll()
+        with self._lock:
+            if holder not in self._leases:
+                slot = self._free_slot()
+                if slot is None or self._queued():
+                    return None
+                self._leases[holder] = slot
+            slot = self._leases[holder]
+            return slot, (self._gpus[slot % len(self._gpus)] if self._gpus else None)
+
+    def release_slot(self, holder: str) -> None:
+        with self._lock:
+            self._leases.pop(holder, None)
+        self.poll()  # a queued run may start now
+
 
     def _free_slot(self) -> int | None:
         free = slotting.pick(1, self.slots, self._taken())

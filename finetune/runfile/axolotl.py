@@ -22,6 +22,7 @@ RENAMED = {
     "training.logging_steps": "logging_steps", "training.save_steps": "save_steps",
     "training.save_total_limit": "save_total_limit", "training.eval_steps": "eval_steps", "training.seed": "seed",
     "training.max_steps": "max_steps",
+    "hub.repo_id": "hub_model_id",   # both push the result there when training ends
 }
 
 # Fields whose Axolotl form is not one key: written by code in export.to_axolotl.
@@ -48,4 +49,6 @@ NOT_IN_AXOLOTL = {
     "training.devices": "Axolotl's launcher sets the processes (accelerate launch --num_processes)",
     "training.strategy": "Axolotl takes fsdp_config or a DeepSpeed JSON file of its own",
     "training.zero_stage": "Axolotl takes a DeepSpeed JSON file of its own",
+    "hub.private": "no Axolotl key: the repository is created with the Hub's default visibility",
+    "hub.merged": "Axolotl pushes the adapter; it merges with its own merge_lora command",
 }

@@ -17,6 +17,7 @@ from finetune.runfile.validators import (Choice, DictOf, Flag, Int, IntOrList, N
 from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.errors import RunFileError
 from finetune.runfile.parallel import Devices, strategy_problems
+from finetune.runfile.repo_id import RepoId
 from finetune.runfile.text import dump_yaml, read_file, parse_text
 
 ALL_LINEAR = "all-linear"  # PEFT's shorthand for every Linear but the output layer; PEFT reads it in any case
@@ -145,7 +146,21 @@ class TrainingSection:
                               "optimizer state, 3 the weights too (not with quantization).", Choice(2, 3))
 
 
-SECTIONS = {"model": ModelSection, "lora": LoraSection, "data": DataSection, "training": TrainingSection}
+@dataclass
+class HubSection:
+    """Keeping the result on the Hugging Face Hub when the run completes (finetune.adapter.hub)."""
+    repo_id: str | None = setting(None, "Push the result to this Hub model repository (\"owner/name\") when the run "
+                                  "completes, with a model card; created if missing. Locally the job pushes with "
+                                  "your own token (HF_TOKEN or `hf auth login`); on a Space the app pushes with the "
+                                  "launcher's own sign-in, never the Space's token.", OrNull(RepoId()))
+    private: bool = setting(False, "Create the repository as private (an existing one keeps its visibility).",
+                            Flag())
+    merged: bool = setting(False, "Push the base model merged with the adapter (full 16-bit weights that load "
+                           "without PEFT) instead of the adapter alone.", Flag())
+
+
+SECTIONS = {"model": ModelSection, "lora": LoraSection, "data": DataSection, "training": TrainingSection,
+            "hub": HubSection}
 
 # Keys of peft.LoraConfig that change what trains in ways the count does not model: refused by name
 # rather than counted wrongly.
@@ -163,6 +178,7 @@ class RunConfig:
     lora: LoraSection = field(default_factory=LoraSection)
     data: DataSection = field(default_factory=DataSection)
     training: TrainingSection = field(default_factory=TrainingSection)
+    hub: HubSection = field(default_factory=HubSection)
     # Further trl.SFTConfig / TrainingArguments keys the user gave, checked against those classes' fields.
     training_extra: dict = field(default_factory=dict)
 

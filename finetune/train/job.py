@@ -314,6 +314,10 @@ def run_job(run_path: str, resume: bool, stopper) -> int:
             report_data(plan)
         state = train(plan, folder, stopper)
         write_status(state=state, finished_at=time.time())
+        if main_rank and state == "completed" and plan.run.hub.repo_id:
+            from finetune.adapter.hub import push_when_done
+
+            push_when_done(folder.path)   # never fails the run: the outcome goes to push.json and the log
         return 0
     except Cancelled as exc:
         print(f"cancelled ({exc}): stopped at once, before an adapter could be saved", flush=True)

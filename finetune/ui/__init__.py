@@ -12,6 +12,10 @@ def build_app(runs_dir=None):
 
     from finetune.data.uploads import prune as prune_uploads
     from finetune.jobs import JobManager
+    from finetune.adapter.keeper import Keeper
+    from finetune.adapter.service import Playground
+    from finetune.ui.keep import register_push_api
+    from finetune.ui.playground import register_generate_api, wire_playground
     from finetune.ui import devices
     from finetune.ui.api import register_api
     from finetune.ui.events import wire_configure
@@ -29,6 +33,12 @@ def build_app(runs_dir=None):
         wire_live(ui, jobs)
         wire_force(ui, jobs)   # the Force stop button, once a graceful cancel is overdue
         devices.wire(ui)
-        register_api(jobs)
+        # The playground's generation worker and push-when-done on a Space (finetune/adapter/, ui/playground.py)
+        ui.keeper = Keeper(jobs)
+        playground = Playground(jobs)
+        wire_playground(ui, jobs, playground)
+        register_api(jobs, ui.keeper)
+        register_generate_api(jobs, playground)
+        register_push_api(jobs)
         demo.load(on_page_load(jobs), None, ui.run_select, queue=False, api_visibility="private")
     return demo, jobs

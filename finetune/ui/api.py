@@ -41,8 +41,9 @@ def public_status(status: dict, profile=None) -> dict:
     return access.visitor_status({k: status.get(k) for k in STATUS_KEYS}, username(profile))
 
 
-def register_api(jobs) -> None:
-    """Declare the endpoints; call inside the app's gr.Blocks."""
+def register_api(jobs, keeper=None) -> None:
+    """Declare the endpoints; call inside the app's gr.Blocks. `keeper`: push-when-done on a Space
+    (finetune.adapter.keeper), which needs the launcher's own token."""
 
     def count(run_text: str) -> dict:
         """Trainable and total parameters of a run file, exactly as PEFT reports them, with the per-module
@@ -54,13 +55,21 @@ def register_api(jobs) -> None:
         except RunFileError as exc:
             raise user_error("\n".join(exc.problems)) from None
 
-    def launch(run_text: str, profile: gr.OAuthProfile | None = None) -> str:
+    def launch(run_text: str, profile: gr.OAuthProfile | None = None,
+               oauth_token: gr.OAuthToken | None = None) -> str:
         """Queue a training run; returns its run id (its folder's name under the runs directory)."""
         require(profile)
+        token = getattr(oauth_token, "token", None)
         try:
-            return jobs.submit(checked_run(run_text))
+            run = checked_run(run_text)
+            if keeper is not None:
+                keeper.check(run, token)
+            run_id = jobs.submit(run)
         except RunFileError as exc:
             raise user_error("\n".join(exc.problems)) from None
+        if keeper is not None:
+            keeper.remember(run_id, run, token)
+        return run_id
 
     def status(run_id: str, profile: gr.OAuthProfile | None = None) -> dict:
         """A run's state, step, max_steps, losses [[step, loss], ...], error (null unless it failed) and

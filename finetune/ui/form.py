@@ -21,6 +21,7 @@ RUN_KEYS = [
     "training.per_device_train_batch_size", "training.gradient_accumulation_steps",
     "training.lr_scheduler_type", "training.warmup_steps", "training.weight_decay", "training.optim",
     "training.gradient_checkpointing", "training.logging_steps", "training.save_steps", "training.seed",
+    "hub.repo_id",
     "training.devices", "training.strategy",
 ]
 TARGET_KEYS = ["ui.targets", "ui.all_linear", "ui.target_regex"]
@@ -28,7 +29,7 @@ FORM_KEYS = RUN_KEYS + TARGET_KEYS
 
 LIST_KEYS = {"lora.modules_to_save"}                  # a comma-separated text box <-> a list of names
 INDEX_KEYS = {"lora.layers_to_transform"}             # "0, 2, 4" <-> [0, 2, 4]
-OPTIONAL_TEXT_KEYS = {"model.revision"} | LIST_KEYS | INDEX_KEYS   # empty box <-> null
+OPTIONAL_TEXT_KEYS = {"model.revision", "hub.repo_id"} | LIST_KEYS | INDEX_KEYS   # empty box <-> null
 WHOLE_NUMBER_KEYS = {"lora.r", "data.max_length", "training.max_steps", "training.per_device_train_batch_size",
                      "training.gradient_accumulation_steps", "training.logging_steps", "training.save_steps",
                      "training.seed"}

@@ -13,7 +13,8 @@ import gradio as gr
 
 from finetune.runfile import DEMO, field_help
 from finetune.data.registry import FORMATS
-from finetune.ui import access, devices, memory_view
+from finetune import space
+from finetune.ui import access, devices, memory_view, playground
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
 SUGGESTED_MODELS = [DEMO, "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-360M-Instruct",
@@ -59,6 +60,8 @@ def build_layout(initial: dict) -> SimpleNamespace:
 
     gr.Markdown("# LoRA Launchpad\nConfigure a LoRA or QLoRA fine-tune, see exactly what it trains, "
                 "launch it, and watch its loss.")
+    for note in space.notices():   # ZeroGPU cannot train; a Space's disk forgets runs (finetune/space.py)
+        gr.Markdown(note, elem_classes=["space-note"])
     ui.login = None
     if access.login_required():
         if access.sign_in_possible():
@@ -178,6 +181,10 @@ def build_layout(initial: dict) -> SimpleNamespace:
                 f["training.gradient_checkpointing"] = gr.Checkbox(
                     False, label="gradient_checkpointing", info=helped("training.gradient_checkpointing"))
             ui.devices = devices.build(f, initial["values"])   # training.devices / strategy, and the export
+            with gr.Accordion("Keep the result", open=False, elem_id="keep-result"):
+                f["hub.repo_id"] = gr.Textbox(d("hub.repo_id"), label="Push to the Hub when done (hub.repo_id)",
+                                              placeholder="your-name/my-adapter", info=helped("hub.repo_id"),
+                                              elem_id="hub-repo-id")
 
         with gr.Column(scale=2, elem_id="understand"):
             ui.param_count = gr.HTML(initial["count"], elem_id="param-count")
@@ -208,6 +215,8 @@ def build_layout(initial: dict) -> SimpleNamespace:
                                title="Loss", x_title="step", y_title="loss", height=300, elem_id="loss-plot")
     ui.log = gr.Textbox(label="Log (tail)", lines=8, max_lines=16, interactive=False, autoscroll=True,
                         elem_id="run-log")
+
+    ui.playground = playground.build_section()   # try a run beside its base model, merge, push (ui/playground.py)
 
     ui.values = gr.State(initial["values"])   # the form's values by FORM_KEYS key: what events read
     ui.extra = gr.State({})                   # run-file keys the form has no widget for (a loaded file, a preset)

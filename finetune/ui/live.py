@@ -115,16 +115,22 @@ def wire_live(ui, jobs) -> None:
     ui.run_select.change(view, [ui.run_select, gr.State(None)], watch_outputs, **fast)
     ui.list_timer.tick(refresh_list, [ui.run_select, ui.run_list], [ui.run_select, ui.run_list], **fast)
 
-    def on_launch(values, extra, info, request: gr.Request, profile: gr.OAuthProfile | None = None):
+    def on_launch(values, extra, info, request: gr.Request, profile: gr.OAuthProfile | None = None,
+                  oauth_token: gr.OAuthToken | None = None):
         check_access(profile)
         with ui.locked(request):   # the form as the last change left it
             _, run, problems = form_run(values, extra, info)
         if run is None:
             raise gr.Error("\n".join(problems))
+        keeper, token = getattr(ui, "keeper", None), getattr(oauth_token, "token", None)
         try:
+            if keeper is not None:   # hub.repo_id on a Space: pushed with the launcher's token (adapter/keeper.py)
+                keeper.check(run, token)
             run_id = jobs.submit(run)
         except RunFileError as exc:
             raise gr.Error("\n".join(exc.problems)) from None
+        if keeper is not None:
+            keeper.remember(run_id, run, token)
         gr.Info(f"Run {run_id} submitted.")
         return selector(run_id)
 

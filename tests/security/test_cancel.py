@@ -93,3 +93,29 @@ def test_force_kills_at_once_and_the_status_says_nothing_was_saved(manager):
     assert time.monotonic() - started < 5
     assert stopped["state"] == "cancelled" and stopped["error"] == FORCED and stopped["forced"] is True
     assert not is_job_process(stopped["pid"], RunFolder(jobs.runs_dir / run_id))
+
+
+@pytest.mark.slow
+def test_the_page_offers_force_stop_only_once_the_graceful_stop_is_overdue(tmp_path, monkeypatch):
+    """The real handlers behind #force-cancel, on a job that ignores SIGTERM (a stand-in for a hung one)."""
+    from finetune.ui import build_app
+
+    monkeypatch.chdir(tmp_path)
+    demo, jobs = build_app(tmp_path / "runs")
+    try:
+        assert any(getattr(b, "elem_id", None) == "force-cancel" and not b.visible for b in demo.blocks.values())
+        fns = {f.fn.__name__: f.fn for f in demo.fns.values() if hasattr(f.fn, "__name__")}
+        jobs.command = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                        "signal.SIG_IGN); print('hung', flush=True); time.sleep(120)"]
+        jobs.cancel_timeout = 0.5
+        run_id = jobs.submit(demo_run(2))
+        wait_for(lambda: jobs.log_tail(run_id), 60, "the stand-in to start")
+        assert fns["offer"](run_id, False)[1] is not True   # running, no cancel asked yet: no button
+        jobs.cancel(run_id)
+        time.sleep(1)
+        button, shown = fns["offer"](run_id, False)
+        assert shown is True and button.visible is True
+        button, shown = fns["force"](run_id, None)
+        assert shown is False and jobs.status(run_id)["forced"] is True
+    finally:
+        jobs.shutdown()
