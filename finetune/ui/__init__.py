@@ -20,10 +20,12 @@ def build_app(runs_dir=None):
     from finetune.ui.api import register_api
     from finetune.ui.events import wire_configure
     from finetune.ui.force import wire_force
+    from finetune.ui.guard import quiet_user_errors
     from finetune.ui.layout import build_layout
     from finetune.ui.live import on_page_load, wire_live
     from finetune.ui.panel import initial
 
+    quiet_user_errors()   # a gr.Error is a refusal: one log line, not a traceback (ui/guard.py)
     jobs = JobManager(runs_dir)
     prune_uploads(jobs.runs_dir)   # uploads older than a day that no run names (finetune/data/uploads.py)
     # Gradio keeps every upload (anyone's, before any sign-in check) in its cache: cleared hourly.

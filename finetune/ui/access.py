@@ -142,6 +142,15 @@ def server_path_problems(run, env: Mapping[str, str] | None = None, uploads=None
     return out
 
 
+def model_readable(name: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the page may read this model's config.json for its module list: anything locally; on a
+    Space only the demo and Hub ids (server_path_problems)."""
+    from finetune.runfile import DEMO
+
+    env = os.environ if env is None else env
+    return not env.get("SPACE_ID") or name == DEMO or _hub_id(name)
+
+
 def _hub_id(name: str) -> bool:
     """A Hub repository id that no local file or folder shadows (libraries try a local path first)."""
     from pathlib import Path

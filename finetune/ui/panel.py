@@ -23,6 +23,8 @@ def model_info(values: dict) -> dict:
     count then names the problem)."""
     from finetune.model.architecture import inspect_model
 
+    if not access.model_readable(values.get("model.name_or_path") or DEMO):   # a server path on a Space
+        return {"choices": [], "all_linear": [], "note": ""}
     try:
         skel = inspect_model(values.get("model.name_or_path") or DEMO, revision=values.get("model.revision") or None,
                        trust_remote_code=bool(values.get("model.trust_remote_code")) and access.remote_code_allowed())

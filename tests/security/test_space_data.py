@@ -140,3 +140,9 @@ def test_the_page_s_preview_and_upload_handlers_apply_the_rules(tmp_path, monkey
         assert "hello world" in fns["on_preview"](values, {}, start["info"], None, None)
     finally:
         jobs.shutdown()
+
+
+def test_the_page_reads_no_server_model_folder_on_a_space():
+    assert access.model_readable("/root/private-model", {}) and access.model_readable("demo", SPACE)
+    assert not access.model_readable("/root/private-model", SPACE) and not access.model_readable("finetune", SPACE)
+    assert access.model_readable("HuggingFaceTB/SmolLM2-135M", SPACE)
