@@ -32,15 +32,22 @@ def app_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.goto(app_url)
-        page.wait_for_selector("#memory-estimate #memory-verdict")
-        yield page
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh page (and so a fresh form) for each test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#memory-estimate #memory-verdict")
+    yield page
+    context.close()
 
 
 def verdict(page) -> str:
@@ -59,12 +66,41 @@ def test_the_demo_fits_and_the_panel_matches_the_cli(page):
 
     pick_gpu(page, "T4")
     page.wait_for_function("document.querySelector('#memory-verdict')?.innerText.includes('T4')")
-    assert "fits" in verdict(page) and "does not fit" not in verdict(page)
+    assert verdict(page).startswith("Fits the T4")
     sync_api.expect(page.locator("#apply-fix")).to_be_hidden()
     shown = int(page.locator("#memory-estimate .mem-box").get_attribute("data-total"))
     # The page opens on the demo run; the CLI, on this GPU-less machine, assumes a bf16 GPU, as the T4's
     # fp16 takes the same bytes.
     assert shown == count_json(load_run(RUN_FILE), "x")["memory"]["total"]
+
+    # The GPU picked is the page's, not the run file's: a preset leaves it as it is.
+    pick_gpu(page, "A100 80")
+    page.wait_for_function("document.querySelector('#memory-verdict')?.innerText.includes('A100 80')")
+    page.locator("#preset input").click()
+    page.get_by_role("option").filter(has_text="Dettmers").click()     # the QLoRA preset: 4-bit
+    page.wait_for_function("document.querySelector('#run-file').innerText.includes('quantization: 4bit')",
+                           timeout=30_000)
+    assert "A100 80" in verdict(page)
+    pick_gpu(page, "T4")
+    page.wait_for_function("document.querySelector('#memory-verdict')?.innerText.includes('T4')")
+
+
+def test_the_api_and_the_cli_give_the_same_breakdown(app_url, tmp_path):
+    from gradio_client import Client
+
+    folder = tmp_path / "llama3-8b"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(FULL["Meta-Llama-3-8B"][0]))
+    run = json.dumps({"model": {"name_or_path": str(folder), "quantization": "4bit"},
+                      "training": {"gradient_checkpointing": True}})
+    path = tmp_path / "run.json"
+    path.write_text(run)
+    from finetune.cli import count_one
+
+    got = Client(app_url, verbose=False).predict(run, api_name="/count")
+    assert got["memory"] == count_one(str(path))["memory"]
+    assert set(got["memory"]) == {"weights", "trainable", "gradients", "optimizer", "activations", "overhead",
+                                  "total"}
 
 
 def test_an_8b_16bit_lora_on_a_t4_is_offered_4bit_in_one_click(page, tmp_path_factory):
@@ -76,7 +112,7 @@ def test_an_8b_16bit_lora_on_a_t4_is_offered_4bit_in_one_click(page, tmp_path_fa
     page.wait_for_function("document.querySelector('#target-modules').innerText.includes('14336')",
                            timeout=60_000)
     pick_gpu(page, "T4")
-    page.wait_for_function("document.querySelector('#memory-verdict')?.innerText.includes('does not fit')",
+    page.wait_for_function("document.querySelector('#memory-verdict')?.innerText.includes('Does not fit')",
                            timeout=30_000)
     text = verdict(page)
     assert "T4" in text and "4-bit" in text
@@ -87,9 +123,9 @@ def test_an_8b_16bit_lora_on_a_t4_is_offered_4bit_in_one_click(page, tmp_path_fa
 
     fix.click()
     sync_api.expect(page.locator("#quantization input[value='4bit']")).to_be_checked(timeout=30_000)
-    page.wait_for_function("!document.querySelector('#memory-verdict')?.innerText.includes('does not fit')",
+    page.wait_for_function("!document.querySelector('#memory-verdict')?.innerText.includes('Does not fit')",
                            timeout=30_000)
-    assert verdict(page).split(":")[1].strip().startswith("fits")
+    assert verdict(page).startswith("Fits the T4")
     sync_api.expect(fix).to_be_hidden()
     page.wait_for_function("document.querySelector('#run-file').innerText.includes('quantization: 4bit')")
     assert "Traceback" not in page.content()

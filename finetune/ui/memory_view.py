@@ -19,13 +19,11 @@ KEY = "ui.gpu"
 COLORS = {"weights": "#4c78a8", "trainable": "#f58518", "gradients": "#e45756", "optimizer": "#72b7b2",
           "activations": "#54a24b", "overhead": "#bab0ac"}
 WORDS = {"fits": "fits", "tight": "tight", "no": "does not fit"}
-HELP = ("Estimated peak GPU memory of one training step, per device: the frozen weights (4-bit and 8-bit as "
-        "bitsandbytes stores them, the rest in float32), the adapters with their gradients and optimizer state, "
-        "the activations (batch size x max_length tokens, every example at full length; gradient checkpointing "
-        "keeps one hidden state per layer), the CUDA context and allocator slack. It assumes the job's own "
-        "recipe: bf16 autocast (fp16 on a T4), SDPA attention, TRL's fused loss head. Weights, adapters and "
-        "optimizer state are checked against loaded models; the activation term is not yet checked against "
-        "GPU measurements (benchmarks/memory_measured.csv).")
+HELP = ("Peak GPU memory of one training step on one device, from config.json: the weights as bitsandbytes "
+        "stores them (the rest in float32), the adapters with their gradients and optimizer state, the activations "
+        "of batch size x max_length tokens (every example full length; gradient checkpointing keeps one hidden "
+        "state per layer), the CUDA context and allocator slack. It assumes the job's recipe: bf16 autocast (fp16 "
+        "on a T4), SDPA attention, TRL's fused loss. The activation term still awaits GPU measurements.")
 CSS = """
 #memory-estimate .mem-line { font-weight: 600; }
 #memory-estimate .mem-bar { display: flex; height: 14px; border-radius: 4px; overflow: hidden; margin: 4px 0;
@@ -68,16 +66,16 @@ def panel(memory, on, verdict: str, fix) -> str:
                   for k in PARTS)
     legend = "".join(f"<i style='background:{COLORS[k]}'></i>{k} <span class='mem-{k}-value'>"
                      f"{gb(getattr(memory, k))}</span>" for k in PARTS)
-    line = (f"About <span class='mem-total'>{gb(total)}</span> of GPU memory; the {html.escape(on.label)} has "
-            f"{gb(on.memory)}: <b>{WORDS[verdict]}</b>.")
+    gpu = f"the {html.escape(on.label)} ({gb(on.memory)})"
+    line = {"fits": f"Fits {gpu}.", "tight": f"Tight on {gpu}: it may run out of memory on long batches.",
+            "no": f"Does not fit {gpu}."}[verdict]
     if fix is not None:
         line += (f" To fit: {html.escape('; '.join(fix.what))} (about {gb(fix.memory.total)}, "
                  f"{WORDS[fix.verdict]}).")
     elif verdict == "no":
         line += " Nothing short of a smaller model or a bigger GPU makes it fit."
-    elif verdict == "tight":
-        line += " It may run out of memory on long batches."
     return (f"<div class='mem-box' data-total='{total}' data-verdict='{verdict}'>"
+            f"<div class='mem-line'>About <span class='mem-total'>{gb(total)}</span> of GPU memory</div>"
             f"<div class='mem-bar'>{bar}</div><div class='mem-legend'>{legend}</div>"
             f"<div id='memory-verdict' class='{verdict}'>{line}</div></div>")
 
