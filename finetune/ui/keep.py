@@ -21,6 +21,7 @@ from finetune.jobs.process import PACKAGE_ROOT
 from finetune.runfile import field_help
 from finetune.space import on_space
 from finetune.ui import access
+from finetune.ui.guard import require, user_error
 from finetune.ui.live import username
 
 ZIP_LIMIT = 2 * 1024**3   # a merged model larger than this is offered as a folder only, not as a download
@@ -48,13 +49,13 @@ def push_token(oauth_token) -> str | None:
     """The token a push from the page uses: the signed-in user's own; on a Space there is no other."""
     token = getattr(oauth_token, "token", None) or None
     if on_space() and not token:
-        raise gr.Error("sign in with Hugging Face to push: the repository is created with your own account, "
+        raise user_error("sign in with Hugging Face to push: the repository is created with your own account, "
                        "never with this Space's token")
     return token
 
 
 def check_pusher(profile, token: str | None) -> None:
-    """Pushing a run follows the launch rule (access.may_launch). An API caller on a Space may bring a token
+    """Pushing a run follows the launch rule (access.may_use). An API caller on a Space may bring a token
     but no sign-in session: the Hub says whose token it is."""
     name = username(profile)
     if name is None and token and access.login_required():
@@ -63,10 +64,10 @@ def check_pusher(profile, token: str | None) -> None:
 
             name = HfApi().whoami(token=token).get("name")
         except Exception:  # noqa: BLE001 - a refused or unreachable check is a refusal
-            raise gr.Error("the Hub did not accept that token (whoami failed)") from None
-    allowed, why = access.may_launch(name)
+            raise user_error("the Hub did not accept that token (whoami failed)") from None
+    allowed, why = access.may_use(name, "push runs to the Hub")
     if not allowed:
-        raise gr.Error(why)
+        raise user_error(why)
 
 
 def run_cli(args: list[str], token: str | None = None, timeout: float = 4 * 3600) -> tuple[int, str, str]:
@@ -92,7 +93,7 @@ def push(folder: Path, repo_id: str, private: bool, merged: bool, token: str | N
     args = ["push", str(folder), "--repo-id", repo_id] + ["--private"] * bool(private) + ["--merged"] * bool(merged)
     code, out, err = run_cli(args, token)
     if code != 0:
-        raise gr.Error(cli_error(err))
+        raise user_error(cli_error(err))
     return out.splitlines()[-1]
 
 
@@ -121,16 +122,14 @@ def wire_keep(ui, jobs) -> None:
                  api_visibility="private")
 
     def on_merge(run_id, profile: gr.OAuthProfile | None = None):
-        from finetune.ui.live import check_access
-
-        check_access(profile)
+        require(profile, "merge runs")   # it loads a whole model on this server
         folder = run_folder(jobs, run_id)
         out = folder / "merged"
         yield "Merging (in a process of its own; a large model takes minutes)…", gr.DownloadButton(visible=False)
         shutil.rmtree(out, ignore_errors=True)
         code, stdout, stderr = run_cli(["merge", str(folder), "--out", str(out)])
         if code != 0:
-            raise gr.Error(cli_error(stderr))
+            raise user_error(cli_error(stderr))
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
         notes = [line.removeprefix("note: ") for line in stderr.splitlines() if line.startswith("note: ")]
         text = (f"{stdout.splitlines()[-1]}\n\nLoad it with `AutoModelForCausalLM.from_pretrained(\"{out}\")`."

@@ -16,7 +16,7 @@ from finetune.adapter.source import checkpoints, find_adapter
 from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun
 from finetune.ui import access
-from finetune.ui.live import check_access
+from finetune.ui.guard import require, user_error
 
 PLAYABLE = ("completed", "cancelled", "running")
 NO_RUN = "No run with an adapter yet: a run offers one when it completes, is stopped, or saves a checkpoint."
@@ -86,11 +86,11 @@ def playable_runs(jobs) -> list[tuple[str, str]]:
 def run_folder(jobs, run_id: str):
     """The folder of a run id a user sent (checked by the job manager: a plain name under its runs dir)."""
     if not run_id:
-        raise gr.Error("choose a run first")
+        raise user_error("choose a run first")
     try:
         jobs.status(run_id)
     except UnknownRun as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(str(exc)) from None
     return jobs.runs_dir / run_id
 
 
@@ -99,10 +99,10 @@ def checked_source(jobs, run_id: str):
     try:
         source = find_adapter(folder)
     except RunFileError as exc:
-        raise gr.Error("\n".join(exc.problems)) from None
+        raise user_error("\n".join(exc.problems)) from None
     problems = access.policy_problems(source.run)   # e.g. trust_remote_code on a server that forbids it
     if problems:
-        raise gr.Error("\n".join(problems))
+        raise user_error("\n".join(problems))
     return source
 
 
@@ -110,7 +110,7 @@ def settings_of(max_new_tokens, temperature, top_p) -> GenSettings:
     try:
         return GenSettings.checked(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     except RunFileError as exc:
-        raise gr.Error("\n".join(exc.problems)) from None
+        raise user_error("\n".join(exc.problems)) from None
 
 
 def describe_done(event: dict) -> str:
@@ -151,11 +151,11 @@ def wire_playground(ui, jobs, playground) -> None:
 
     def on_generate(run_id, prompt, compare, max_new_tokens, temperature, top_p,
                     profile: gr.OAuthProfile | None = None):
-        check_access(profile)
+        require(profile, "try runs in the Playground")   # it spends the GPU, like a launch
         source = checked_source(jobs, run_id)
         settings = settings_of(max_new_tokens, temperature, top_p)
         if not (prompt or "").strip():
-            raise gr.Error("type a prompt first")
+            raise user_error("type a prompt first")
         base_note = "" if compare else "(not compared: tick “Compare with the base model”)"
         yield "Starting…", base_note, ""
         try:
@@ -170,7 +170,7 @@ def wire_playground(ui, jobs, playground) -> None:
                     status = describe_done(event) if kind == "done" else "Generating…"
                     yield status, answers.get("base", base_note), answers.get("adapter", "")
         except RunFileError as exc:
-            raise gr.Error("\n".join(exc.problems)) from None
+            raise user_error("\n".join(exc.problems)) from None
 
     generating = gr.on([p.go.click, p.prompt.submit], on_generate,
                        [p.run, p.prompt, p.compare, p.max_new_tokens, p.temperature, p.top_p],
@@ -190,17 +190,17 @@ def register_generate_api(jobs, playground) -> None:
     def generate(run_id: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
                  profile: gr.OAuthProfile | None = None) -> dict:
         """The run's adapter's and its base model's answers to the prompt (greedy when temperature is 0)."""
-        check_access(profile)
+        require(profile, "try runs in the Playground")   # it spends the GPU, like a launch
         source = checked_source(jobs, run_id)
         settings = settings_of(max_new_tokens, temperature, 1.0)
         if not (prompt or "").strip():
-            raise gr.Error("prompt: must be some text, got nothing")
+            raise user_error("prompt: must be some text, got nothing")
         try:
             for event in playground.generate(source.folder.path, prompt, settings, compare=True):
                 if event["event"] == "done":
                     return {"adapter": event["answers"].get("adapter", ""), "base": event["answers"].get("base", "")}
         except RunFileError as exc:
-            raise gr.Error("\n".join(exc.problems)) from None
-        raise gr.Error("the generation ended without an answer")
+            raise user_error("\n".join(exc.problems)) from None
+        raise user_error("the generation ended without an answer")
 
     gr.api(generate, api_name="generate", concurrency_limit=8)
