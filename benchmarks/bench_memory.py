@@ -56,10 +56,10 @@ def grid(models: list[str], quick: bool):
 def model_folder(name: str, cache: Path) -> Path:
     """A full-size model with random weights (bf16) and the demo's tokenizer, made once."""
     import torch
+    from tiny_configs import FULL
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from finetune.demo import MODEL_DIR
-    from tiny_configs import FULL
 
     folder = cache / name
     if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
@@ -143,6 +143,7 @@ CPU_CASES = [  # (architecture, quantization, dtype, lora)
 
 def cpu(args) -> None:
     import torch
+    from tiny_configs import TINY
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from finetune.model import memory_probe as mp
@@ -152,7 +153,6 @@ def cpu(args) -> None:
     from finetune.model.loading import load_model
     from finetune.model.memory import estimate, settings_of
     from finetune.runfile import RunConfig
-    from tiny_configs import TINY
 
     root = Path(tempfile.mkdtemp())
     rows = []

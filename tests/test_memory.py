@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_configs import FULL, TINY, write_config  # noqa: E402
+from tiny_configs import FULL, TINY, write_config
 
-from finetune.model.count import count_run  # noqa: E402
-from finetune.model.dtypes import CPU  # noqa: E402
-from finetune.model.memory import estimate, settings_of  # noqa: E402
-from finetune.runfile import RunConfig  # noqa: E402
+from finetune.model.count import count_run
+from finetune.model.dtypes import CPU
+from finetune.model.memory import estimate, settings_of
+from finetune.runfile import RunConfig
 
 ALL7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # One wider model, so that adapters pass bitsandbytes' 4096-value threshold for 8-bit optimizer states.
@@ -178,6 +178,33 @@ def test_kept_activations_match_autograd(models, arch, quant):
     count = count_run(run)
     kept, _ = activation_parts(count, layout(count._skel), settings_of(run, CPU))
     assert within(kept, measured, 0.03 if arch in ("llama", "qwen3") else 0.15), (kept, measured)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quant", ["none", "4bit"])
+def test_checkpointing_keeps_one_hidden_state_per_layer(models, quant):
+    """With gradient checkpointing (as the Trainer turns it on) autograd keeps each layer's input, the final
+    norm's and the loss head's: to 20% on a tiny model, where the batch itself (counted by the estimate, not
+    kept by autograd) is a noticeable share."""
+    import torch
+
+    from finetune.model import memory_probe as mp
+    from finetune.model.activations import activation_parts, layout
+
+    run = make_run(models["llama"], quant, gradient_checkpointing=True)
+    model, _ = mp.prepare(run)
+    mp.add_job_loss(model)
+    model.train()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    ids = torch.randint(3, 90, (1, 32), generator=torch.Generator().manual_seed(0))
+    measured = mp.saved_activation_bytes(model, ids, torch.ones_like(ids), mp.autocast_for(run))
+    count = count_run(run)
+    kept, _ = activation_parts(count, layout(count._skel), settings_of(run, CPU))
+    assert within(kept, measured, 0.20), (kept, measured)
+    without = activation_parts(count, layout(count._skel), dataclasses.replace(settings_of(run, CPU),
+                                                                               gradient_checkpointing=False))[0]
+    assert kept < without / 2
 
 
 # --- the numbers practitioners know, the fix, the CLI --------------------------------------------------------

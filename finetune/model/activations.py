@@ -29,7 +29,7 @@ def layout(skel: Skeleton) -> dict:
     if found is not None:
         return found
     lists = {m.name for m in skel.modules if m.cls == "ModuleList"}
-    blocks = Counter()
+    blocks: Counter = Counter()
     for m in skel.modules:
         parent, _, tail = m.name.rpartition(".")
         if parent in lists and tail.isdigit():
@@ -87,8 +87,8 @@ def _config(skel: Skeleton) -> dict:
     from finetune.demo import resolve_model
 
     try:
-        path = Path(resolve_model(skel.source)).expanduser() / "config.json"
-        if not path.is_file():
+        path: Path | None = Path(resolve_model(skel.source)).expanduser() / "config.json"
+        if path is None or not path.is_file():
             from huggingface_hub import try_to_load_from_cache
 
             cached = try_to_load_from_cache(skel.source, "config.json")
@@ -179,7 +179,9 @@ def activation_parts(count, lay: dict, s) -> tuple[int, int]:
     mask = s.batch * s.max_length ** 2 if padded else 0   # the 4-D boolean attention mask, shared by all layers
     rope = 2 * s.max_length * (lay["q"] // max(1, lay["heads"])) * c
     if s.gradient_checkpointing:
-        saved = L * T * h * stream + head + inputs + mask + rope
+        # Each layer's input, and the final norm's float32 copy (without checkpointing it stands in for the first
+        # layer's input norm, which keeps nothing while the embeddings' output needs no gradient).
+        saved = L * T * h * stream + T * (4 * h + 8) + head + inputs + mask + rope
         recompute = per_layer + adapters // max(1, L)
     else:
         saved = L * per_layer + adapters + head + inputs + mask + rope

@@ -59,13 +59,14 @@ def local_gpu() -> Gpu | None:
 
 
 def gpus() -> list[Gpu]:
-    return ([local_gpu()] if local_gpu() else []) + GPUS
+    local = local_gpu()
+    return ([local] if local else []) + GPUS
 
 
 def gpu(key: str | None) -> Gpu:
     """The GPU for a picker key; the default is this machine's GPU, else the T4 (the smallest common one)."""
     found = {g.key: g for g in gpus()}
-    return found.get(key) or gpus()[0]
+    return found.get(key or "") or gpus()[0]
 
 
 def verdict(memory: Memory, on: Gpu) -> str:
@@ -137,12 +138,12 @@ def _candidates(s: Settings, accumulation: int):
 def _halvings(before: int, after: int) -> int:
     n = 0
     while before > after:
-        before, n = before / 2, n + 1
+        before, n = (before + 1) // 2, n + 1
     return n
 
 
 def _changes(s: Settings, changed: Settings, accumulation: int) -> dict:
-    out = {}
+    out: dict = {}
     if changed.gradient_checkpointing != s.gradient_checkpointing:
         out["training.gradient_checkpointing"] = changed.gradient_checkpointing
     if changed.quantization != s.quantization:

@@ -78,7 +78,7 @@ class Memory:
     optimizer: int
     activations: int
     overhead: int
-    settings: Settings = None
+    settings: Settings | None = None
 
     @property
     def total(self) -> int:
@@ -154,10 +154,9 @@ def quantized_modules(skel: Skeleton) -> set:
     output embedding, tied modules and the last parameter's module (transformers' get_keys_to_not_convert)."""
     found = skel.memo.get("memory-quantized")
     if found is None:
-        keep = {skel.output_name} | ({skel.input_name} if skel.tied else set())
+        keep = {n for n in (skel.output_name, skel.input_name if skel.tied else None) if n}
         if skel.param_names:
             keep.add(skel.param_names[-1].removesuffix(".weight"))
-        keep.discard(None)
         found = {m.name for m in skel.modules
                  if (m.kind == CONV1D or (m.kind == LINEAR and m.cls == "Linear"))
                  and not any(m.name == k or m.name.endswith("." + k) for k in keep)}
