@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 import yaml
-
 from adapter_run import PHRASE, QUESTIONS, copy_run, fixed_phrase_run
+
 from finetune.cli import main
 
 pytestmark = pytest.mark.slow
@@ -263,7 +263,7 @@ def test_repo_ids_and_space_notices():
 
     assert parse_run("hub: {repo_id: alice/my-adapter}").hub.repo_id == "alice/my-adapter"
     for bad in ("my-adapter", "alice/bad--name", "alice/-x", "a/b/c"):
-        with pytest.raises(RunFileError, match="hub.repo_id: "):
+        with pytest.raises(RunFileError, match=r"hub\.repo_id: "):
             parse_run(f"hub: {{repo_id: {bad}}}")
     zero = notices({"SPACE_ID": "a/b", "SPACES_ZERO_GPU": "true"})
     assert "ZeroGPU" in zero[0] and "dedicated GPU hardware" in zero[0]

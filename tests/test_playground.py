@@ -2,13 +2,14 @@
 loaded between prompts and is given back after the idle timeout, a generation waits for a job-manager slot
 and says so, and a stopped or abandoned generation does not leak into the next one."""
 
+import itertools
 import threading
 import time
 
 import psutil
 import pytest
-
 from adapter_run import PHRASE, QUESTIONS, copy_run, fixed_phrase_run
+
 from finetune.adapter.generate import GenSettings
 from finetune.adapter.service import Playground
 from finetune.errors import RunFileError
@@ -37,7 +38,7 @@ def test_answers_stream_from_a_worker_that_keeps_its_model_then_gives_it_back(ru
         assert done["answers"]["adapter"] == PHRASE and PHRASE not in done["answers"]["base"]
         # The answers grow: each text event holds the answers so far, ending in the final ones.
         texts = [e["answers"]["base"] for e in events if e["event"] == "text"]
-        assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+        assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
         pid = playground.worker_pid
         assert pid and pid != psutil.Process().pid   # never in this process
 

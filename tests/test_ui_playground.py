@@ -5,7 +5,6 @@ through gradio_client. The app runs in its own process (tests/appserver.py) with
 import os
 
 import pytest
-
 from adapter_run import PHRASE, QUESTIONS, copy_run, fixed_phrase_run
 
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -47,7 +47,7 @@ def parameter_count(source: AdapterSource) -> tuple[int, int] | None:
 
         count = count_run(source.run)
         return count.trainable, count.total
-    except Exception:  # noqa: BLE001 - a card without a count beats no card
+    except Exception:  # a card without a count beats no card
         return None
 
 
@@ -77,10 +77,10 @@ def loss_png(metrics: list[dict], path) -> bool:
 
     figure = Figure(figsize=(6.4, 3.6), dpi=100)
     axes = figure.add_subplot()
-    steps, values = zip(*summary["train"])
+    steps, values = zip(*summary["train"], strict=True)
     axes.plot(steps, values, label="train", color="#4c78a8")
     if summary["eval"]:
-        steps, values = zip(*summary["eval"])
+        steps, values = zip(*summary["eval"], strict=True)
         axes.plot(steps, values, label="eval", color="#f58518", marker="o")
     axes.set_xlabel("step")
     axes.set_ylabel("loss")

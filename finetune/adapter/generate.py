@@ -30,7 +30,7 @@ class GenSettings:
     top_p: float = 1.0          # when sampling, only from the likeliest tokens holding this much probability
 
     @classmethod
-    def checked(cls, **raw) -> "GenSettings":
+    def checked(cls, **raw) -> GenSettings:
         """Settings as users send them (text boxes, HTTP, flags); every bad value is one line naming it."""
         values, problems = {}, []
         for name, value in raw.items():
@@ -149,7 +149,7 @@ class _Rows:
         pass
 
     def counts(self) -> dict:
-        return {side: len(tokens) for side, tokens in zip(self.sides, self.tokens)}
+        return {side: len(tokens) for side, tokens in zip(self.sides, self.tokens, strict=True)}
 
 
 def stream(loaded: Loaded, prompt: str, settings: GenSettings, compare: bool, on_text, stop_event=None) -> dict:
@@ -189,7 +189,7 @@ def stream(loaded: Loaded, prompt: str, settings: GenSettings, compare: bool, on
         rows = _Rows(tokenizer, sides, loaded.stop_ids, timed)
         with torch.inference_mode():
             model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), streamer=rows, **options, **extra)
-        answers.update(zip(sides, rows.text))
+        answers.update(zip(sides, rows.text, strict=True))
         tokens.update(rows.counts())
 
     name = model.active_adapter
@@ -219,7 +219,7 @@ def run_in_thread(target, *args) -> tuple[threading.Thread, dict]:
     def body():
         try:
             box["result"] = target(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who reports it
+        except BaseException as exc:  # handed to the caller, who reports it
             box["error"] = exc
 
     thread = threading.Thread(target=body, name="generate", daemon=True)

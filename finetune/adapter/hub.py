@@ -26,7 +26,6 @@ from pathlib import Path
 from finetune.adapter.source import AdapterSource, find_adapter
 from finetune.errors import RunFileError
 from finetune.runfile.repo_id import repo_id_problem
-from finetune.train.runfolder import RunFolder
 
 PUSH_FILE = "push.json"
 # What a checkpoint-N folder holds beside the adapter (optimizer state, RNG...) stays behind.
@@ -87,7 +86,7 @@ def push_run(run_dir, repo_id: str, *, token: str | None = None, private: bool =
             what = "merged model" if merged else "LoRA adapter"
             api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(staging),
                               commit_message=f"Upload {what} from LoRA Launchpad run {source.folder.path.name}")
-        except Exception as exc:  # noqa: BLE001 - HTTP, network and auth errors alike: one line for the user
+        except Exception as exc:  # HTTP, network and auth errors alike: one line for the user
             raise PushError(f"push to {repo_id} failed: {describe_failure(exc)}") from None
     return str(getattr(repo, "url", None) or f"https://huggingface.co/{repo_id}")
 
@@ -143,7 +142,7 @@ def push_recorded(run_dir, repo_id: str, *, token: str | None, private: bool, me
         url = push_run(run_dir, repo_id, token=token, private=private, merged=merged, api=api)
     except (PushError, RunFileError) as exc:
         return write_push(run_dir, state="failed", error=str(exc).splitlines()[0])
-    except Exception as exc:  # noqa: BLE001 - a merge that ran out of memory, say: recorded, not raised
+    except Exception as exc:  # a merge that ran out of memory, say: recorded, not raised
         traceback.print_exc()
         return write_push(run_dir, state="failed", error=f"{type(exc).__name__}: {first_line(exc)}")
     return write_push(run_dir, state="pushed", url=url, error=None)

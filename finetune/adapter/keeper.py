@@ -67,7 +67,7 @@ class Keeper:
         for run_id in self.pending():
             try:
                 state = self.jobs.status(run_id)["state"]
-            except Exception:  # noqa: BLE001 - a run folder deleted meanwhile
+            except Exception:  # a run folder deleted meanwhile
                 state = "gone"
             if state in ("queued", "running"):
                 continue
@@ -90,7 +90,7 @@ class Keeper:
         while not self._stop.wait(self.poll_interval):
             try:
                 self.poll()
-            except Exception:  # noqa: BLE001 - keep watching the other runs
+            except Exception:  # keep watching the other runs
                 log.exception("push-when-done failed")
 
     def shutdown(self) -> None:

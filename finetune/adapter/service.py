@@ -19,6 +19,7 @@ queued for its slot (a run waits for a playground no longer than a prompt takes)
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -111,11 +112,11 @@ class Playground:
                 continue
         raise RunFileError(self._died())
 
-    def _request(self, worker: "_Process", run_dir: str, prompt: str, settings: GenSettings, compare: bool):
+    def _request(self, worker: _Process, run_dir: str, prompt: str, settings: GenSettings, compare: bool):
         rid = str(next(self._ids))
         heard = False
         sides = ["base", "adapter"] if compare else ["adapter"]
-        answers = {side: "" for side in sides}
+        answers = dict.fromkeys(sides, "")
         worker.busy = True
         finished = False
         try:
@@ -230,7 +231,7 @@ class Playground:
     def _waiting_message(self) -> str:
         try:
             busy = [r for r in self.jobs.list_runs() if r["state"] in ("running", "queued")]
-        except Exception:  # noqa: BLE001 - only a message
+        except Exception:  # only a message
             busy = []
         running = sum(r["state"] == "running" for r in busy)
         queued = len(busy) - running
@@ -254,7 +255,7 @@ class Playground:
     def _queued_runs(self) -> bool:
         try:
             return any(r["state"] == "queued" for r in self.jobs.list_runs())
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
     def stop(self) -> None:
@@ -275,10 +276,8 @@ class Playground:
             if worker is not None and worker.alive():
                 worker.send(op="stop")
                 worker.send(op="quit")
-                try:
+                with contextlib.suppress(OSError):
                     worker.proc.stdin.close()
-                except OSError:
-                    pass
                 try:
                     worker.proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:

@@ -111,7 +111,7 @@ class Worker:
         except RunFileError as exc:
             self.send(id=rid, event="error", error="\n".join(exc.problems))
             return True
-        except Exception as exc:  # noqa: BLE001 - reported as one line; the traceback goes to the log
+        except Exception as exc:  # reported as one line; the traceback goes to the log
             traceback.print_exc()
             self.send(id=rid, event="error", error=f"{type(exc).__name__}: {one_line(exc)}")
             return True

@@ -63,7 +63,7 @@ def check_pusher(profile, token: str | None) -> None:
             from huggingface_hub import HfApi
 
             name = HfApi().whoami(token=token).get("name")
-        except Exception:  # noqa: BLE001 - a refused or unreachable check is a refusal
+        except Exception:  # a refused or unreachable check is a refusal
             raise user_error("the Hub did not accept that token (whoami failed)") from None
     allowed, why = access.may_use(name, "push runs to the Hub")
     if not allowed:

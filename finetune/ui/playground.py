@@ -41,16 +41,15 @@ def build_section() -> SimpleNamespace:
         p.go = gr.Button("Generate", variant="primary", elem_id="playground-go", scale=2)
         p.stop = gr.Button("Stop", elem_id="playground-stop", scale=1)
         p.compare = gr.Checkbox(True, label="Compare with the base model", elem_id="playground-compare", scale=2)
-    with gr.Accordion("Generation settings", open=False):
-        with gr.Row():
-            p.max_new_tokens = gr.Slider(1, 1024, value=GenSettings.max_new_tokens, step=1, label="max_new_tokens",
-                                         info="Tokens each answer may add.", elem_id="playground-max-new-tokens")
-            p.temperature = gr.Slider(0, 2, value=GenSettings.temperature, step=0.05, label="temperature",
-                                      info="0 is greedy: the same prompt always gets the same answer.",
-                                      elem_id="playground-temperature")
-            p.top_p = gr.Slider(0.05, 1, value=GenSettings.top_p, step=0.05, label="top_p",
-                                info="When sampling, only from the likeliest tokens holding this much probability.",
-                                elem_id="playground-top-p")
+    with gr.Accordion("Generation settings", open=False), gr.Row():
+        p.max_new_tokens = gr.Slider(1, 1024, value=GenSettings.max_new_tokens, step=1, label="max_new_tokens",
+                                     info="Tokens each answer may add.", elem_id="playground-max-new-tokens")
+        p.temperature = gr.Slider(0, 2, value=GenSettings.temperature, step=0.05, label="temperature",
+                                  info="0 is greedy: the same prompt always gets the same answer.",
+                                  elem_id="playground-temperature")
+        p.top_p = gr.Slider(0.05, 1, value=GenSettings.top_p, step=0.05, label="top_p",
+                            info="When sampling, only from the likeliest tokens holding this much probability.",
+                            elem_id="playground-top-p")
     p.status = gr.Markdown(elem_id="playground-status")
     with gr.Row(equal_height=True):
         p.answer_base = gr.Textbox(label="Base model", lines=6, max_lines=20, interactive=False,
