@@ -41,27 +41,27 @@ def serve_app(runs_dir, env: dict | None = None, timeout: float = 180.0):
                      TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
     if "SPACE_ID" not in (env or {}):
         child_env.pop("SPACE_ID", None)   # a test machine that is itself a Space still serves openly
-    log = open(Path(runs_dir).parent / f"app-{port}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=child_env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while not _up(url):
-            if proc.poll() is not None:
-                raise RuntimeError(f"the app exited with code {proc.returncode}; see {log.name}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the app did not answer within {timeout:g} s; see {log.name}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        stop_runs(runs_dir)
-        proc.send_signal(signal.SIGINT)
+    # the log's handle closes whatever happens, also when the app cannot even be started
+    with open(Path(runs_dir).parent / f"app-{port}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=child_env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            deadline = time.monotonic() + timeout
+            while not _up(url):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the app exited with code {proc.returncode}; see {log.name}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the app did not answer within {timeout:g} s; see {log.name}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            stop_runs(runs_dir)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def stop_runs(runs_dir, timeout: float = 60.0) -> None:

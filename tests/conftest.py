@@ -16,7 +16,7 @@ if "FINETUNE_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["FINETUNE_CACHE_DIR"], True)
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")

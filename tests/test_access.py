@@ -3,8 +3,14 @@
 import pytest
 
 from finetune.runfile import RunConfig
-from finetune.ui.access import (allowed_users, login_required, may_launch, policy_problems,
-                                remote_code_allowed, space_owner)
+from finetune.ui.access import (
+    allowed_users,
+    login_required,
+    may_launch,
+    policy_problems,
+    remote_code_allowed,
+    space_owner,
+)
 
 SPACE = {"SPACE_ID": "Alice/lora-launchpad", "SYSTEM": "spaces"}   # a real Space sets both
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from appserver import ROOT, serve_app
 
 RUNS = {

@@ -4,12 +4,12 @@ import json
 import pickle
 
 import pytest
+from tiny_configs import TINY, write_config
 
-from finetune.model import architecture
-from finetune.model.architecture import CONV1D, EMBEDDING, LINEAR, inspect_model
 from finetune.demo import MODEL_DIR
 from finetune.errors import RunFileError
-from tiny_configs import TINY, write_config
+from finetune.model import architecture
+from finetune.model.architecture import CONV1D, EMBEDDING, LINEAR, inspect_model
 
 HAS_DEMO = (MODEL_DIR / "config.json").is_file()
 

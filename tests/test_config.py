@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from finetune.runfile import SECTIONS, RunConfig, field_help, overlay, parse_run, parse_text
 from finetune.errors import RunFileError
+from finetune.runfile import SECTIONS, RunConfig, field_help, overlay, parse_run, parse_text
 
 
 def problems(text: str) -> list[str]:

@@ -7,13 +7,13 @@ import os
 import time
 
 import pytest
+from tiny_configs import FULL, TINY, write_config
 
-from finetune.model.architecture import inspect_model
-from finetune.runfile import RunConfig
-from finetune.model.count import count_run
 from finetune.demo import MODEL_DIR
 from finetune.errors import RunFileError
-from tiny_configs import FULL, TINY, write_config
+from finetune.model.architecture import inspect_model
+from finetune.model.count import count_run
+from finetune.runfile import RunConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 HAS_DEMO = (MODEL_DIR / "model.safetensors").is_file()

@@ -8,18 +8,18 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_configs import FULL, LAYERS, TINY, write_config
 
 from finetune.model.architecture import inspect_model
-from finetune.runfile import RunConfig
 from finetune.model.count import count_run
-from tiny_configs import FULL, LAYERS, TINY, write_config
+from finetune.runfile import RunConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore")   # PEFT warns about tied embeddings, fan_in_fan_out...
 
 
 @pytest.fixture(scope="module")
 def peft():
-    import peft   # ~10 s once per session
+    import peft  # ~10 s once per session
     return peft
 
 

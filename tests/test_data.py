@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from finetune.runfile import DataSection, ModelSection, RunConfig
 from finetune.data.formats import count_too_long, eval_count, last_reply_as_completion, load_examples, preview, to_trl
 from finetune.errors import DataError
 from finetune.model.loading import load_tokenizer
+from finetune.runfile import DataSection, ModelSection, RunConfig
 
 CHAT = {"messages": [{"role": "user", "content": "Where does the fox live?"},
                      {"role": "assistant", "content": "The fox lives in the forest."}]}

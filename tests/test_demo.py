@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from finetune.demo import DATA_FILE, MODEL_DIR, resolve_data, resolve_model
-from finetune.demo import build
+from finetune.demo import DATA_FILE, MODEL_DIR, build, resolve_data, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def test_tokenizer_has_special_tokens_and_a_training_chat_template(tokenizer):
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello there.<|im_end|>\n"
     out = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
-    trained = [t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+    trained = [t for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
     assert tokenizer.decode(trained) == "Hello there.<|im_end|>"  # the reply and its stop token
 
 

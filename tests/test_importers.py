@@ -13,7 +13,6 @@ from finetune.runfile import RunConfig, field_help, overlay
 from finetune.runfile.export import export, to_axolotl
 from finetune.runfile.importers import convert, import_config
 from finetune.runfile.presets import list_presets, load_preset
-from finetune.runfile.template import run_template
 
 PRESETS = [p["name"] for p in list_presets()]
 

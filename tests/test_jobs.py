@@ -14,8 +14,8 @@ import time
 import pytest
 
 from finetune.errors import RunFileError
-from finetune.jobs.process import LOST, is_job_process, signal_job
 from finetune.jobs import JobManager, UnknownRun
+from finetune.jobs.process import LOST, is_job_process, signal_job
 from finetune.train.runfolder import RunFolder
 
 JOB_TIMEOUT = 240  # seconds for one job, start-up included, on a slow two-core machine
@@ -61,7 +61,7 @@ def test_invalid_run_is_refused_before_anything_is_made(managers, tmp_path):
         manager.submit("lora: {r: 0, lora_dropout: 2}")
     assert any(p.startswith("lora.r:") for p in err.value.problems)
     assert any(p.startswith("lora.lora_dropout:") for p in err.value.problems)
-    with pytest.raises(RunFileError, match='lora.target_modules: "q_projj" matches no module'):
+    with pytest.raises(RunFileError, match=r'lora.target_modules: "q_projj" matches no module'):
         manager.submit(demo_run(2).replace("lora: {", "lora: {target_modules: [q_projj], "))
     assert manager.list_runs() == []
 

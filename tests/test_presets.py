@@ -2,8 +2,8 @@
 
 import pytest
 
-from finetune.runfile import RunConfig, overlay
 from finetune.errors import RunFileError
+from finetune.runfile import RunConfig, overlay
 from finetune.runfile.presets import PRESETS_DIR, list_presets, load_preset
 
 NAMES = [p["name"] for p in list_presets()]
@@ -42,5 +42,5 @@ def test_a_preset_overlays_the_current_settings():
 
 
 def test_unknown_preset_lists_the_ones_there_are():
-    with pytest.raises(RunFileError, match='preset "unslot": no such preset; there are .*unsloth'):
+    with pytest.raises(RunFileError, match=r'preset "unslot": no such preset; there are .*unsloth'):
         load_preset("unslot")

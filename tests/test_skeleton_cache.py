@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_configs import TINY, write_config
 
 from finetune.demo import MODEL_DIR
 from finetune.model import architecture, skeleton_cache
 from finetune.model.architecture import inspect_model
-from tiny_configs import TINY, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

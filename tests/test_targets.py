@@ -2,12 +2,12 @@
 check the numbers against PEFT itself; these check which modules each rule picks, and the messages)."""
 
 import pytest
+from tiny_configs import LAYERS, TINY, write_config
 
 from finetune.errors import RunFileError
 from finetune.model.architecture import inspect_model
 from finetune.model.targets import match
 from finetune.runfile import LoraSection
-from tiny_configs import LAYERS, TINY, write_config
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from finetune.demo import DATA_FILE, MODEL_DIR
-from finetune.train.runfolder import RunFolder
 from finetune.train.job import main
+from finetune.train.runfolder import RunFolder
 
 FAST = {"max_steps": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 3e-3,
         "logging_steps": 1, "save_steps": 100}
@@ -162,7 +162,7 @@ def test_bad_input_exits_2_before_anything_is_written(tmp_path, capsys, plain_mo
 
 
 def test_resume_needs_a_checkpoint_and_a_fresh_run_refuses_a_trained_folder(tmp_path, capsys):
-    path, folder = write_run(tmp_path, training={"max_steps": 2})
+    path, _ = write_run(tmp_path, training={"max_steps": 2})
     assert main(path, resume=True) == 2 and "has no checkpoint-N folder" in capsys.readouterr().err
     assert main(path) == 0
     assert main(path) == 2 and "pass --resume" in capsys.readouterr().err

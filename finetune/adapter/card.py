@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from finetune.adapter.source import AdapterSource
 from finetune.runfile import DEMO
@@ -55,7 +56,7 @@ def losses(metrics: list[dict]) -> dict:
     """The curve's summary: final and best training loss (with their steps), last evaluation loss."""
     train = [(m["step"], m["loss"]) for m in metrics if "loss" in m and "step" in m]
     evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m and "step" in m]
-    out = {"train": train, "eval": evals}
+    out: dict[str, Any] = {"train": train, "eval": evals}   # point lists, and (step, loss) points
     if train:
         out["final"] = train[-1]
         out["best"] = min(train, key=lambda point: point[1])

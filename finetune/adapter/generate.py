@@ -14,10 +14,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from finetune.adapter.source import AdapterSource
 from finetune.errors import RunFileError
 from finetune.runfile.validators import Int, Invalid, Num
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 BASE, ADAPTER = "base", "adapter"
 LIMITS = {"max_new_tokens": Int(ge=1, le=2048), "temperature": Num(ge=0, le=5), "top_p": Num(gt=0, le=1)}
@@ -48,8 +53,8 @@ class GenSettings:
 @dataclass
 class Loaded:
     """A base model with its adapter attached, ready to answer."""
-    model: object       # peft.PeftModel in eval mode
-    tokenizer: object
+    model: PeftModel    # in eval mode
+    tokenizer: PreTrainedTokenizerBase
     source: AdapterSource
     device: str
     load_seconds: float = 0.0
@@ -85,7 +90,8 @@ def load(source: AdapterSource) -> Loaded:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RunFileError(f'model.name_or_path: "{model_cfg.name_or_path}": cannot load it: {first[:300]}') from None
     if quant is None:
-        base.to(device)
+        # transformers wraps PreTrainedModel.to in functools.wraps, which typeshed types as an unbound function
+        base.to(device)  # type: ignore[arg-type]
     if device == "cpu":
         # A small model's matrices are too small to split between threads: on 2 busy cores the demo model
         # took 140 ms a token with 2 threads and 28 ms with 1. About one thread per 25M parameters.
@@ -122,7 +128,7 @@ class _Rows:
 
     def __init__(self, tokenizer, sides: list[str], stop: list[int], on_text):
         self.tokenizer, self.sides, self.stop, self.on_text = tokenizer, sides, set(stop), on_text
-        self.tokens = [[] for _ in sides]
+        self.tokens: list[list[int]] = [[] for _ in sides]
         self.text = ["" for _ in sides]
         self.done = [False for _ in sides]
         self.prompt_seen = False
@@ -163,7 +169,7 @@ def stream(loaded: Loaded, prompt: str, settings: GenSettings, compare: bool, on
         raise RunFileError("prompt: must be some text, got nothing")
     model, tokenizer = loaded.model, loaded.tokenizer
     ids = prompt_ids(tokenizer, prompt).to(loaded.device)
-    first = {}
+    first: dict[str, float] = {}   # "at": seconds to the first text
     started = time.perf_counter()
 
     def timed(side, text, before):
@@ -183,7 +189,8 @@ def stream(loaded: Loaded, prompt: str, settings: GenSettings, compare: bool, on
     else:
         options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
 
-    answers, tokens = {}, {}
+    answers: dict[str, str] = {}
+    tokens: dict[str, int] = {}
 
     def run(sides: list[str], batch, **extra) -> None:
         rows = _Rows(tokenizer, sides, loaded.stop_ids, timed)

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from finetune.adapter.hub import on_space, push_recorded, read_push, write_push
 from finetune.errors import RunFileError
+
+if TYPE_CHECKING:
+    from finetune.runfile.schema import HubSection
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ class Keeper:
     def __init__(self, jobs, poll_interval: float = 3.0, api_factory=None, env=None):
         """api_factory(token) -> an HfApi-like object (tests pass a fake); default huggingface_hub.HfApi."""
         self.jobs, self.poll_interval, self.api_factory, self.env = jobs, poll_interval, api_factory, env
-        self._pending: dict[str, tuple[str, object]] = {}   # run id -> (token, the run's hub section)
+        self._pending: dict[str, tuple[str, HubSection]] = {}   # run id -> (token, the run's hub section)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._forget_stale()
@@ -79,6 +83,7 @@ class Keeper:
                     write_push(folder, state="failed", error=f"not pushed: the run ended {state}")
                 continue
             api = self.api_factory(token) if self.api_factory else None
+            assert hub.repo_id, "remember() keeps only runs that name a hub.repo_id"
             try:
                 record = push_recorded(folder, hub.repo_id, token=token, private=hub.private, merged=hub.merged,
                                        api=api)

@@ -42,13 +42,15 @@ class _Process:
     """A running worker: its Popen, the lines it printed (parsed, in a queue: a reader thread always drains
     its stdout), and the slot it holds."""
 
-    def __init__(self, proc: subprocess.Popen, slot):
-        self.proc, self.slot, self.events = proc, slot, queue.Queue()
+    def __init__(self, proc: subprocess.Popen[bytes], slot):
+        assert proc.stdin is not None and proc.stdout is not None, "_spawn starts the worker with both pipes"
+        self.proc, self.slot, self.stdin, self.stdout = proc, slot, proc.stdin, proc.stdout
+        self.events: queue.Queue[dict] = queue.Queue()
         self.busy = False
         threading.Thread(target=self._read, name="playground-reader", daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
+        for line in self.stdout:
             try:
                 self.events.put(json.loads(line))
             except ValueError:
@@ -57,8 +59,8 @@ class _Process:
 
     def send(self, **request) -> bool:
         try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
+            self.stdin.write((json.dumps(request) + "\n").encode())
+            self.stdin.flush()
             return True
         except (BrokenPipeError, OSError, ValueError):
             return False
@@ -204,7 +206,7 @@ class Playground:
                 raise
             return self._worker
 
-    def _spawn(self, gpu) -> subprocess.Popen:
+    def _spawn(self, gpu) -> subprocess.Popen[bytes]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         if self.use_slots:
@@ -216,7 +218,7 @@ class Playground:
                                      str(self.idle_timeout)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=log, env=env, cwd=PACKAGE_ROOT, start_new_session=True)
         finally:
-            if log is not subprocess.DEVNULL:
+            if not isinstance(log, int):   # a file we opened, not subprocess.DEVNULL
                 log.close()
 
     def _retire(self) -> None:
@@ -277,7 +279,7 @@ class Playground:
                 worker.send(op="stop")
                 worker.send(op="quit")
                 with contextlib.suppress(OSError):
-                    worker.proc.stdin.close()
+                    worker.stdin.close()
                 try:
                     worker.proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:

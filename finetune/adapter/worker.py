@@ -140,11 +140,11 @@ class Worker:
                 alive = alive and op != "quit"
         thread.join()
         if "error" in box:
-            exc = box["error"]
-            if not isinstance(exc, RunFileError):
-                traceback.print_exception(exc)
-            message = "\n".join(exc.problems) if isinstance(exc, RunFileError) else \
-                f"{type(exc).__name__}: {one_line(exc)}"
+            error = box["error"]
+            if not isinstance(error, RunFileError):
+                traceback.print_exception(error)
+            message = "\n".join(error.problems) if isinstance(error, RunFileError) else \
+                f"{type(error).__name__}: {one_line(error)}"
             self.send(id=rid, event="error", error=message)
         else:
             self.send(id=rid, event="done", **box["result"])

@@ -91,7 +91,8 @@ def check_folder(label: str, folder: Path) -> None:
     """A folder as data.path is listed recursively by `datasets`, which reads every data file in it: a large
     system folder ran for minutes. Refuse one with more than MAX_FOLDER_ENTRIES files and folders (at any
     depth), having looked at no more than that, or one without a data file."""
-    seen, found, stack = 0, 0, [folder]
+    seen, found = 0, 0
+    stack: list[str | Path] = [folder]   # the folders left to list; scandir gives the ones it finds as str
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:

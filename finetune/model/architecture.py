@@ -106,7 +106,7 @@ def _config_file(source: str, path: str, revision: str | None) -> Path:
         return found
     if local.exists():
         raise RunFileError(f'{FIELD}: "{source}" is a file; give the model folder (with config.json) or a Hub id')
-    looks_local = path.startswith(("/", "./", "../", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path
+    looks_local = path.startswith(("/", "./", "../", "~")) or path.count("/") > 1 or (os.sep != "/" and os.sep in path)
     if looks_local:
         raise RunFileError(f'{FIELD}: no such folder "{source}"')
     return _hub_config(source, path, revision)
@@ -114,8 +114,14 @@ def _config_file(source: str, path: str, revision: str | None) -> Path:
 
 def _hub_config(source: str, repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError,
-                                        RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = f'"{source}"' + (f" at revision {revision!r}" if revision else "")
     try:
@@ -205,7 +211,8 @@ def _walk(source: str, model) -> Skeleton:
     from transformers.pytorch_utils import Conv1D
 
     param_index: dict[int, int] = {}
-    names, numels = [], []
+    names: list[str] = []
+    numels: list[int] = []
     for name, p in model.named_parameters():   # dedups tied weights exactly as PEFT's count does
         param_index[id(p)] = len(names)
         names.append(name)

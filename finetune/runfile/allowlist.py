@@ -14,6 +14,9 @@ field of the installed TRL, so a rename shows up there, not in a user's job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from finetune.runfile.validators import Choice, DictOf, Flag, Int, Invalid, Num, OrNull, Str, show
 
 
@@ -41,7 +44,8 @@ class _Reporters:
 
 EVERY = Choice("no", "steps", "epoch")
 
-ALLOWED = {
+# key -> its check: called with the value, returns it or raises Invalid
+ALLOWED: dict[str, Callable[[Any], Any]] = {
     # optimizer and schedule
     "adam_beta1": Num(ge=0, lt=1), "adam_beta2": Num(ge=0, lt=1), "adam_epsilon": Num(gt=0),
     "optim_args": OrNull(Str()), "lr_scheduler_kwargs": _Scalars(), "label_smoothing_factor": Num(ge=0, lt=1),

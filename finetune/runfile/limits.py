@@ -20,7 +20,6 @@ to refuse. Every refusal is one RunFileError line naming the source, the line an
 from __future__ import annotations
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.events import (
     AliasEvent,
     MappingEndEvent,
@@ -40,9 +39,10 @@ MAX_INT_DIGITS = 20      # 2**64 has 20 digits; nothing in a run file needs more
 QUOTE_CHARS = 80         # values quoted in messages are cut to this many characters
 
 try:   # libyaml, in C: its events come ~5x faster than from PyYAML's pure-Python scanner and parser
-    from yaml.cyaml import CParser as _Events
+    from yaml import CSafeLoader as _SafeLoader
 except ImportError:   # PyYAML built without libyaml
-    _Events = yaml.SafeLoader
+    # mypy types the name from the first import; this pure-Python class has the same interface
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 
 class _Refused(yaml.YAMLError):
@@ -61,7 +61,7 @@ def cut(text: str, limit: int = QUOTE_CHARS) -> str:
 def _check_events(text: str) -> None:
     """A first pass over the parser's events alone (no nodes, no objects: cheap), refusing aliases and
     counting values and nesting, so a refusal costs only what was read before the limit."""
-    parser = _Events(text)
+    parser = _SafeLoader(text)   # only its parser is used here (CSafeLoader's is libyaml's CParser)
     nodes = depth = 0
     try:
         while parser.check_event():
@@ -83,7 +83,10 @@ def _check_events(text: str) -> None:
         parser.dispose()
 
 
-class _BoundedConstructor(SafeConstructor):
+class RunFileLoader(_SafeLoader):
+    """yaml.CSafeLoader (or SafeLoader) refusing duplicate keys and huge integers; load_bounded checks the
+    events first."""
+
     def construct_mapping(self, node, deep=False):
         if isinstance(node, MappingNode):
             seen = set()
@@ -105,11 +108,7 @@ class _BoundedConstructor(SafeConstructor):
         return super().construct_yaml_int(node)
 
 
-_BoundedConstructor.add_constructor("tag:yaml.org,2002:int", _BoundedConstructor.construct_yaml_int)
-
-
-class RunFileLoader(_BoundedConstructor, yaml.SafeLoader if _Events is yaml.SafeLoader else yaml.CSafeLoader):
-    """yaml.CSafeLoader (or SafeLoader) with the constructor above; load_bounded checks the events first."""
+RunFileLoader.add_constructor("tag:yaml.org,2002:int", RunFileLoader.construct_yaml_int)
 
 
 def load_bounded(text: str, source: str):

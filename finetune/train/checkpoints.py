@@ -42,7 +42,7 @@ def is_complete(checkpoint: Path) -> bool:
 
 def last_complete(output_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
     """(the newest complete checkpoint or None, the newer incomplete ones skipped)."""
-    skipped = []
+    skipped: list[Path] = []
     for checkpoint in reversed(checkpoints(output_dir)):
         if is_complete(checkpoint):
             return checkpoint, skipped

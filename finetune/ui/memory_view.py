@@ -56,7 +56,9 @@ def view(run, count, gpu_key: str | None) -> tuple[str, str | None, dict | None]
     memory = estimate(count, settings)
     verdict = fit.verdict(memory, on)
     fix = fit.find_fix(count, settings, on, run.training.gradient_accumulation_steps) if verdict != "fits" else None
-    return panel(memory, on, verdict, fix), fix and _label(fix), fix and fix.changes
+    if fix is None:
+        return panel(memory, on, verdict, fix), None, None
+    return panel(memory, on, verdict, fix), _label(fix), fix.changes
 
 
 def panel(memory, on, verdict: str, fix) -> str:
