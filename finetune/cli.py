@@ -101,6 +101,24 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_init(args) -> int:
+    from finetune.runfile.template import run_template
+
+    print(run_template(args.preset, args.model), end="")
+    return EXIT_OK
+
+
+def cmd_import(args) -> int:
+    from finetune.runfile import dump_yaml
+    from finetune.runfile.importers import import_config
+
+    run, notes = import_config(args.config)
+    for note in notes:   # what could not be carried over, one line per key, apart from the run file on stdout
+        print(f"note: {note}", file=sys.stderr)
+    print(f"# Imported by LoRA Launchpad from {args.config}\n" + dump_yaml(run), end="")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m finetune", description="LoRA Launchpad: configure, count and train LoRA "
                     "and QLoRA fine-tunes from one run file.")
@@ -128,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--main_process_port", "--main-process-port", type=int, default=29500,
                    help="with --to accelerate")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("init", help="print a complete run file, every setting commented (> my-run.yaml)")
+    p.add_argument("--preset", metavar="NAME", help="start from a preset (see `presets`)")
+    p.add_argument("--model", metavar="ID", help="model.name_or_path: a Hub id or a local folder")
+    p.set_defaults(func=cmd_init)
+    p = sub.add_parser("import", help="print the run file of an Axolotl config or a PEFT adapter_config.json "
+                       "(> run.yaml); what cannot be carried over is said on stderr")
+    p.add_argument("config", metavar="CONFIG", help="an Axolotl YAML, or adapter_config.json (or its folder)")
+    p.set_defaults(func=cmd_import)
     from finetune.adapter.cli import add_commands   # generate, merge, push
 
     add_commands(sub)

@@ -74,7 +74,8 @@ def to_peft(run: RunConfig) -> str:
 def to_axolotl(run: RunConfig) -> dict:
     """An Axolotl config in its own key names (the table in finetune/runfile/axolotl.py)."""
     lora, data = run.lora, run.data
-    out: dict = {"base_model": run.model.name_or_path,
+    # Built-in names (`demo`) mean nothing to Axolotl: it gets the real local paths (the import reads them back).
+    out: dict = {"base_model": resolve_model(run.model.name_or_path),
                  "adapter": "qlora" if run.model.quantization == "4bit" else "lora",
                  "load_in_4bit": run.model.quantization == "4bit",
                  "load_in_8bit": run.model.quantization == "8bit"}
@@ -83,12 +84,13 @@ def to_axolotl(run: RunConfig) -> dict:
     else:  # a list of names, or a string Axolotl passes through to PEFT as a regular expression
         out["lora_target_modules"] = lora.target_modules
     # `auto` is settled when the data is read; Axolotl needs a type up front, and chat is the common case.
-    dataset = {"path": data.path, "type": BY_NAME.get(data.format, BY_NAME["chat"]).axolotl}
+    data_path = resolve_data(data.path)
+    dataset = {"path": data_path, "type": BY_NAME.get(data.format, BY_NAME["chat"]).axolotl}
     if data.name:
         dataset["name"] = data.name
     if data.split != "train":
         dataset["split"] = data.split
-    if data.path.endswith((".jsonl", ".json")):
+    if data_path.endswith((".jsonl", ".json")):
         dataset["ds_type"] = "json"
     out["datasets"] = [dataset]
     for key, name in axolotl.RENAMED.items():
@@ -101,6 +103,8 @@ def to_axolotl(run: RunConfig) -> dict:
         out[name] = value
     if 0 < run.training.warmup_steps < 1:   # a fraction of all steps: Axolotl calls that warmup_ratio
         out["warmup_ratio"] = out.pop("warmup_steps")
+    # Further TrainingArguments keys keep their names: Axolotl's config takes them as they are (eval_strategy...).
+    out.update(run.training_extra)
     return out
 
 

@@ -50,6 +50,19 @@ def kind_of(raw: dict) -> str:
                        f"target_modules); its keys are {', '.join(map(str, list(raw)[:8])) or 'none'}")
 
 
+def as_run_file(raw: dict) -> tuple[dict, list[str], str]:
+    """What the page's "Load a run file" does with a parsed file: (run dict, notes, kind). A run file (or
+    anything not recognised, whose problems the form then names) passes through unchanged and unchecked."""
+    try:
+        kind = kind_of(raw) if raw else "run"
+    except RunFileError:
+        kind = "run"
+    if kind == "run":
+        return raw, [], kind
+    run, notes = convert(raw)
+    return run, notes, kind
+
+
 def import_config(path: str | Path) -> tuple[dict, list[str]]:
     """Read an Axolotl YAML, a PEFT adapter_config.json (or the adapter folder holding it), or a run file;
     (the run file's dict, notes). Raises RunFileError (one line per problem)."""

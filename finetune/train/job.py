@@ -50,8 +50,9 @@ def setup(run_path: str, resume: bool) -> Plan:
 
     quiet_libraries()  # before the libraries load: some speak once, at import
     run = load_run(run_path)
+    fresh = fresh_demo_folder(run, run_path, resume)
     problems = device_problems(run.model) + folder_problems(run, resume)
-    count, notes = None, []
+    count, notes = None, [fresh] if fresh else []
     try:
         count = count_run(run)
     except RunFileError as exc:
@@ -89,6 +90,26 @@ def last_checkpoint(output_dir: str) -> str | None:
         print(f"resume: skipping an incomplete checkpoint (its save did not finish), kept as {path.name}",
               flush=True)
     return str(found) if found else None
+
+
+def fresh_demo_folder(run: RunConfig, run_path: str, resume: bool) -> str | None:
+    """The built-in demo run file (finetune/demo/run.yaml) is there to be run again and again: when its
+    output_dir already holds a run, it trains into the next free numbered folder (runs/demo-2, ...) instead of
+    refusing. Returns the note saying so, or None. Any other run file keeps the refusal: it protects work."""
+    from pathlib import Path
+
+    from finetune.demo import RUN_FILE
+
+    if resume or distributed.world_size() > 1 or Path(run_path).resolve() != RUN_FILE.resolve():
+        return None
+    base = run.training.output_dir
+    if not folder_problems(run, resume=False):
+        return None
+    n = 2
+    while os.path.exists(f"{base}-{n}"):
+        n += 1
+    run.training.output_dir = f"{base}-{n}"
+    return f'output: "{base}" holds an earlier demo run; this one goes to "{run.training.output_dir}"'
 
 
 def folder_problems(run: RunConfig, resume: bool) -> list[str]:
@@ -222,6 +243,42 @@ def check_count(plan: Plan, model) -> None:
               "please report this run file", flush=True)
 
 
+def finished_step(plan: Plan) -> int | None:
+    """The step of the checkpoint --resume goes on from when it already ends the run (nothing left to train),
+    else None. Read from its trainer_state.json: the Trainer itself would report "0 steps in 0.0 s" at an
+    epoch's end, or train one step past max_steps within an epoch."""
+    if not plan.checkpoint:
+        return None
+    try:
+        with open(os.path.join(plan.checkpoint, "trainer_state.json"), encoding="utf-8") as f:
+            state = json.load(f)
+        step = int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    t = plan.run.training
+    if t.max_steps > 0:
+        return step if step >= t.max_steps else None
+    same_epochs = state.get("num_train_epochs") == t.num_train_epochs
+    return step if same_epochs and step >= int(state.get("max_steps") or 0) > 0 else None
+
+
+def already_complete(plan: Plan, folder: RunFolder, step: int) -> str:
+    """Resuming a finished run: say so; the adapter is the final checkpoint's, written if it is missing."""
+    import shutil
+
+    print(f"trained: nothing left to train: the run was already complete at step {step} "
+          f"({os.path.basename(plan.checkpoint)})", flush=True)
+    if distributed.is_main() and not (folder.adapter_dir / "adapter_model.safetensors").is_file():
+        folder.adapter_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy2(os.path.join(plan.checkpoint, name), folder.adapter_dir / name)
+        plan.tokenizer.save_pretrained(folder.adapter_dir)
+    folder.write_status(step=step, max_steps=plan.run.training.max_steps if plan.run.training.max_steps > 0
+                        else step)
+    print(f"completed: adapter in {folder.adapter_dir}", flush=True)
+    return "completed"
+
+
 def train(plan: Plan, folder: RunFolder, stopper) -> str:
     """Load, attach, train, save; returns the final state."""
     from transformers import PrinterCallback
@@ -231,6 +288,8 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     from finetune.model.loading import device_kind, load_model, lora_config
 
     run = plan.run
+    if (done := finished_step(plan)) is not None:
+        return already_complete(plan, folder, done)
     print(f"model: {run.model.name_or_path} (quantization {run.model.quantization}, {device_kind()}, "
           f"{plan.args.bf16 and 'bf16' or plan.args.fp16 and 'fp16' or 'fp32'})", flush=True)
     sharded = distributed.world_size() > 1 and run.training.strategy == "fsdp"
@@ -265,13 +324,18 @@ def main(run_path: str, resume: bool = False) -> int:
     from finetune.train.stopping import Cancelled, Stopper
 
     stopper = Stopper().install()  # first: importing the libraries takes seconds, a cancel may come meanwhile
+    # Before torch loads its OpenMP runtime: threads that wait for work sleep instead of spinning. Spinning
+    # threads fight anything else on the machine (the app serving the page, its browser, another job) and a
+    # CPU run on 2 cores then fell to a tenth of its speed (benchmarks/bench_page_vs_cli.py); a user's own
+    # setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # train.log follows the job line by line
     try:
         if distributed.is_rank():
             distributed.start_rank()  # its lines prefixed [rankN], the process group, a watch on the launcher
-        print(f"run: {run_path}{' --resume' if resume else ''}: checking the settings, the model and the data",
-              flush=True)
+        print(f"run: {run_path}{', resuming from its last checkpoint' if resume else ''}; checking the settings, "
+              "the model and the data", flush=True)
         code = maybe_launch(run_path, resume, stopper)  # devices > 1: this process launches the ranks
         return run_job(run_path, resume, stopper) if code is None else code
     except Cancelled as exc:
