@@ -7,9 +7,11 @@
    animation frame (painted), and until the server's own answer is on the page. Goal: under 100 ms.
    Measured idle, then again while a training job shares the CPU.
 2. Tick -> count: the same for unticking/ticking a module in #target-modules (server answer only).
-3. Logged step -> plot: a demo run is launched from the page; a thread here notes when each record lands in
-   the run's metrics.jsonl (polled every 2 ms), the page notes when each point appears on #loss-plot.
-   Goal: under 2 s.
+3. Launch -> first point, and logged step -> point: demo runs are launched one after another from the same
+   page (--runs); a thread here notes when each record lands in the run's metrics.jsonl (polled every 2 ms),
+   the page notes when each point is drawn on #loss-plot: when the train line's svg path, with its stroke
+   colour set, has that many vertices (a point in the DOM with no stroke, as the empty-chart bug had, does
+   not count). Goals: the first point within 15 s of the click on Launch, each step drawn within 2 s.
 """
 
 from __future__ import annotations
@@ -75,18 +77,27 @@ async ([selector, values]) => {
 }
 """
 
-# Runs in the page: note the wall-clock time (ms since the epoch) each new loss point appears.
-WATCH_PLOT = """
-() => {
+# Runs in the page: click Launch, and note the wall-clock time (ms since the epoch) of the click and of each
+# new point drawn: the vertices of the train line's path, drawn in its colour (finetune/ui/plots.py COLORS).
+LAUNCH_AND_WATCH = """
+(colour) => {
   window.__plotTimes = {};
-  const count = () => document.querySelectorAll(
-      '#loss-plot .mark-symbol path[aria-label*="series: train"]').length;
+  const drawn = () => {
+    const line = [...document.querySelectorAll('#loss-plot .mark-line path')]
+        .find(p => (p.getAttribute('stroke') || '').toLowerCase() === colour);
+    const d = line ? line.getAttribute('d') || '' : '';
+    return d ? (d.match(/L/g) || []).length + 1 : 0;
+  };
   const note = () => {
-    const n = count(), now = performance.timeOrigin + performance.now();
+    const n = drawn(), now = performance.timeOrigin + performance.now();
     for (let i = 1; i <= n; i++) if (!(i in window.__plotTimes)) window.__plotTimes[i] = now;
   };
-  new MutationObserver(note).observe(document.querySelector('#loss-plot'),
-                                     {subtree: true, childList: true, attributes: true});
+  if (window.__plotObserver) window.__plotObserver.disconnect();
+  window.__plotObserver = new MutationObserver(note);
+  window.__plotObserver.observe(document.querySelector('#loss-plot'),
+                                {subtree: true, childList: true, attributes: true});
+  window.__launchAt = performance.timeOrigin + performance.now();
+  document.querySelector('#launch').click();
 }
 """
 
@@ -140,35 +151,47 @@ class MetricsTail(threading.Thread):
             time.sleep(0.002)
 
 
-def time_plot(page, runs_dir: Path, steps: int, samples: int) -> dict:
+def time_plot(page, runs_dir: Path, steps: int, samples: int, runs: int) -> dict:
+    from finetune.ui.plots import COLORS
+
     for elem_id, value in (("max-steps", steps), ("batch-size", 1), ("grad-accum", 1)):
         page.locator(f"#{elem_id} input").fill(str(value))
         page.locator(f"#{elem_id} input").press("Enter")
-    page.wait_for_function(f"document.querySelector('#run-file').innerText.includes('max_steps: {steps}')")
-    page.locator("#launch").click()
-    page.wait_for_function("document.querySelector('#run-select input').value.includes('demo')", timeout=15_000)
-    run_id = page.locator("#run-select input").input_value().split(" · ")[0]
-    tail = MetricsTail(runs_dir / run_id / "metrics.jsonl")
-    tail.start()
-    page.evaluate(WATCH_PLOT)
-    # While it trains, the count again: now the job competes for the CPU.
-    page.wait_for_function("document.querySelector('#run-progress').innerText.includes('step 1')", timeout=180_000)
-    busy = time_slider(page, samples)
-    page.wait_for_function("document.querySelector('#run-progress').innerText.includes('completed')",
-                           timeout=600_000)
-    time.sleep(2)
-    tail.stop.set()
-    tail.join()
-    shown = page.evaluate("window.__plotTimes")
-    lags = [shown[str(i + 1)] - t * 1000 for i, t in enumerate(tail.times) if str(i + 1) in shown]
-    return {"run_id": run_id, "logged": len(tail.times), "plotted": len(shown),
-            "step_to_plot": summary(lags), "count_while_training": busy}
+    page.wait_for_function(f"document.querySelector('#run-file').innerText.includes('max_steps: {steps}\\n')")
+    out, busy = [], None
+    for n in range(runs):
+        before = page.locator("#run-select input").input_value().split(" · ")[0]
+        page.evaluate(LAUNCH_AND_WATCH, COLORS["train"])
+        page.wait_for_function("b => { const v = document.querySelector('#run-select input').value;"
+                               "       return v.includes('demo') && !v.startsWith(b + ' '); }", arg=before,
+                               timeout=30_000)
+        run_id = page.locator("#run-select input").input_value().split(" · ")[0]
+        tail = MetricsTail(runs_dir / run_id / "metrics.jsonl")
+        tail.start()
+        if n == 0:   # while it trains, the count again: now the job competes for the CPU
+            page.wait_for_function("document.querySelector('#run-progress').innerText.includes('step 1')",
+                                   timeout=300_000)
+            busy = time_slider(page, samples)
+        page.wait_for_function("document.querySelector('#run-progress').innerText.includes('completed')",
+                               timeout=900_000)
+        time.sleep(3)
+        tail.stop.set()
+        tail.join()
+        shown, launched = page.evaluate("window.__plotTimes"), page.evaluate("window.__launchAt")
+        lags = [shown[str(i + 1)] - t * 1000 for i, t in enumerate(tail.times) if str(i + 1) in shown]
+        out.append({"run_id": run_id, "logged": len(tail.times), "drawn": len(shown),
+                    "launch_to_first_record_s": round(tail.times[0] - launched / 1000, 2) if tail.times else None,
+                    "launch_to_first_point_s": round((shown["1"] - launched) / 1000, 2) if "1" in shown else None,
+                    "step_to_point": summary(lags) if lags else None})
+    return {"runs": out, "count_while_training": busy}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=3, help="demo runs launched one after another in one page")
+    parser.add_argument("--plot-only", action="store_true", help="skip the idle slider and tick timings")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
@@ -179,9 +202,9 @@ def main() -> None:
             page.goto(url)
             page.wait_for_selector("#param-count .trainable")
             time_slider(page, 10)   # warm-up: first requests, JIT
-            results = {"slider_to_count": time_slider(page, args.samples),
-                       "tick_to_count": time_ticks(page, max(10, args.samples // 2))}
-            results.update(time_plot(page, runs_dir, args.steps, max(10, args.samples // 2)))
+            results = {} if args.plot_only else {"slider_to_count": time_slider(page, args.samples),
+                                                 "tick_to_count": time_ticks(page, max(10, args.samples // 2))}
+            results.update(time_plot(page, runs_dir, args.steps, max(10, args.samples // 2), args.runs))
             browser.close()
     print(json.dumps(results, indent=1))
     if args.out:

@@ -1,12 +1,23 @@
 """The app in a real browser: the live count follows the sliders and ticks exactly, a bad setting blocks
-Launch, and a launched run streams its loss curve, survives a reload and a second browser, and cancels.
+Launch, presets reset what they do not set, and runs draw their loss curves: several in a row from one page,
+one started through the HTTP API, after a reload and in a second browser; runs are compared, cancelled,
+resumed and loaded back into the form.
+
+A chart is checked by what a user sees: a screenshot of it, in which the pixels of the curve's colour are
+counted (the frame, grid and labels are grey; the legend's symbol is a few dozen pixels). An empty chart,
+with its axes and grid, has none: a canvas or an svg element alone proves nothing.
 
 Headless Chromium from the system (/usr/bin/chromium) driven by Playwright; skipped when it is missing.
 The app runs in its own process with its runs in a temporary folder and the Hub offline.
 """
 
+import io
+import json
 import os
+import re
+import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,6 +27,11 @@ sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TRAIN_POINTS = "document.querySelectorAll('#loss-plot .mark-symbol path[aria-label*=\"series: train\"]').length"
+TRAIN, EVAL = (31, 119, 180), (255, 127, 14)   # finetune/ui/plots.py COLORS (compare: run 1, run 2)
+CURVE_PX = 300   # a 2-pixel line across a few steps; the legend's symbol alone is under 60
+X_LABELS = """() => [...document.querySelectorAll('#loss-plot g.role-axis')]
+    .filter(g => (g.getAttribute('aria-label') || '').startsWith('X-axis'))
+    .flatMap(g => [...g.querySelectorAll('.role-axis-label text')].map(t => t.textContent))"""
 
 if not os.path.exists(CHROMIUM) and os.environ.get("FINETUNE_REQUIRE_BROWSER") == "1":
     raise RuntimeError(f"FINETUNE_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
@@ -24,10 +40,15 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromi
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def runs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("ui") / "runs"
+
+
+@pytest.fixture(scope="module")
+def app_url(runs_dir):
     from appserver import serve_app
 
-    with serve_app(tmp_path_factory.mktemp("ui") / "runs") as url:
+    with serve_app(runs_dir) as url:
         yield url
 
 
@@ -50,15 +71,19 @@ def page(browser, app_url):
 
 
 def expected_trainable(run: dict | None = None, **lora) -> str:
-    from finetune.runfile import RunConfig
     from finetune.model.count import count_run
+    from finetune.runfile import RunConfig
 
     return f"{count_run(RunConfig.from_dict(run or {'lora': lora})).trainable:,}"
 
 
-def wait_for_count(page, text: str) -> None:
-    page.wait_for_function("t => document.querySelector('#param-count .trainable')?.innerText === t", arg=text,
-                           timeout=10_000)
+def wait_for_count(page, text: str, timeout: float = 20) -> None:
+    try:
+        page.wait_for_function("t => document.querySelector('#param-count .trainable')?.innerText === t", arg=text,
+                               timeout=timeout * 1000)
+    except sync_api.TimeoutError:
+        shown = page.locator("#param-count").inner_text(), page.locator("#form-errors").inner_text()
+        raise AssertionError(f"#param-count: want {text} trainable, the page shows {shown}") from None
 
 
 def set_number(page, elem_id: str, value) -> None:
@@ -69,6 +94,48 @@ def set_number(page, elem_id: str, value) -> None:
 
 def selected_run(page) -> str:
     return page.locator("#run-select input").input_value().split(" · ")[0]
+
+
+def colour_pixels(page, selector: str, rgb, tolerance: int = 60) -> int:
+    """How many pixels of the element's screenshot are within `tolerance` of the colour `rgb`."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB")
+    pixels = image.get_flattened_data() if hasattr(image, "get_flattened_data") else image.getdata()
+    return sum(1 for px in pixels if sum(abs(a - b) for a, b in zip(px, rgb, strict=True)) <= tolerance)
+
+
+def wait_for_curve(page, selector: str = "#loss-plot", rgb=TRAIN, least: int = CURVE_PX, timeout: float = 60,
+                   while_text: str | None = None) -> int:
+    """Screenshots `selector` until the curve of colour `rgb` has `least` pixels; returns the count.
+    With `while_text`, only screenshots taken while #run-progress shows it count."""
+    deadline, seen = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        progress = page.locator("#run-progress").inner_text()
+        seen = colour_pixels(page, selector, rgb)
+        if seen >= least and (while_text is None or while_text in progress):
+            return seen
+        time.sleep(0.5)
+    raise AssertionError(f"{selector}: {seen} pixels of the curve's colour {rgb} after {timeout:g} s "
+                         f"(want {least}); progress: {page.locator('#run-progress').inner_text()!r}")
+
+
+def wait_for_state(page, state: str, timeout: float = 300) -> None:
+    page.wait_for_function("s => document.querySelector('#run-progress').innerText.includes(s)", arg=state,
+                           timeout=timeout * 1000)
+
+
+def steps_of(runs_dir: Path, run_id: str) -> list[int]:
+    lines = (runs_dir / run_id / "metrics.jsonl").read_text().splitlines()
+    return [r["step"] for r in map(json.loads, lines) if "loss" in r]
+
+
+def test_no_run_yet_offers_no_cancel(page):
+    """Before any run exists there is nothing to cancel or resume: no (pink, disabled) buttons for it."""
+    page.wait_for_function("document.querySelector('#run-progress').innerText.includes('No run yet')",
+                           timeout=10_000)
+    sync_api.expect(page.locator("#cancel")).to_be_hidden()
+    sync_api.expect(page.locator("#resume")).to_be_hidden()
 
 
 def test_the_count_follows_the_r_slider_and_the_module_ticks(page):
@@ -156,7 +223,8 @@ def test_an_invalid_setting_shows_its_error_and_disables_launch(page):
     page.wait_for_function("!document.querySelector('#launch').disabled", timeout=10_000)
 
 
-def test_a_run_streams_its_loss_reattaches_after_reload_and_cancels(page, browser, app_url, tmp_path):
+@pytest.mark.slow
+def test_a_run_streams_its_loss_reattaches_after_reload_cancels_and_resumes(page, browser, app_url, runs_dir, tmp_path):
     set_number(page, "max-steps", 500)      # long enough to still be running when we cancel it
     set_number(page, "batch-size", 1)
     set_number(page, "grad-accum", 1)
@@ -166,12 +234,13 @@ def test_a_run_streams_its_loss_reattaches_after_reload_and_cancels(page, browse
     run_id = selected_run(page)
 
     page.wait_for_function(f"{TRAIN_POINTS} >= 2", timeout=180_000)   # the job starts in ~30 s on 2 cores
-    assert "running" in page.locator("#run-progress").inner_text()
+    wait_for_curve(page, least=100, while_text="running")   # drawn, not just in the DOM
     seen = page.evaluate(TRAIN_POINTS)
 
     page.reload()
     page.wait_for_function(f"{TRAIN_POINTS} >= {seen}", timeout=20_000)   # the whole curve, from the folder
     assert selected_run(page) == run_id
+    wait_for_curve(page, least=100)
 
     other = browser.new_context().new_page()   # a second browser attaches to the same run
     other.goto(app_url)
@@ -189,4 +258,161 @@ def test_a_run_streams_its_loss_reattaches_after_reload_and_cancels(page, browse
     target = tmp_path / "adapter.zip"
     info.value.save_as(target)
     assert "adapter_config.json" in zipfile.ZipFile(target).namelist()
-    sync_api.expect(page.locator("#cancel")).to_be_disabled()
+    sync_api.expect(page.locator("#cancel")).to_be_hidden()
+
+    # It saved a checkpoint when it stopped: Resume queues `train RUN --resume` in the same folder, and the
+    # curve goes on from the checkpoint's step with no step logged twice.
+    stopped_at = steps_of(runs_dir, run_id)[-1]
+    page.locator("#resume").click()
+    page.wait_for_function("document.querySelector('#run-progress').innerText.match(/running|queued/)",
+                           timeout=30_000)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and steps_of(runs_dir, run_id)[-1] <= stopped_at + 2:
+        time.sleep(1)
+    steps = steps_of(runs_dir, run_id)
+    assert steps[-1] > stopped_at + 2 and len(steps) == len(set(steps)) and steps == sorted(steps)
+    assert selected_run(page) == run_id
+    page.locator("#cancel").click()
+    wait_for_state(page, "cancelled", timeout=120)
+
+
+def test_a_preset_resets_what_it_does_not_set(page):
+    """QLoRA then Unsloth: Unsloth says nothing of quantization, optimizer or max_grad_norm, so they go back
+    to the defaults instead of keeping QLoRA's 4-bit, paged AdamW and 0.3; "applied" is said once."""
+    def pick(title):
+        page.locator("#preset input").click()
+        page.get_by_role("option").filter(has_text=title).click()
+
+    pick("Dettmers")
+    page.wait_for_function("document.querySelector('#run-file').innerText.includes('quantization: 4bit')",
+                           timeout=30_000)
+    pick("Unsloth")
+    page.wait_for_function("""() => { const t = document.querySelector('#run-file').innerText;
+        return t.includes('quantization: none') && !t.includes('paged_adamw') && !t.includes('max_grad_norm: 0.3')
+               && t.includes('gradient_checkpointing: true'); }""", timeout=30_000)
+    sync_api.expect(page.locator("#quantization input[value='none']")).to_be_checked()
+    sync_api.expect(page.locator("#lora-r input[type=number]")).to_have_value("16")
+    time.sleep(1)
+    toasts = page.locator(".toast-message-text").filter(has_text="Preset unsloth applied")
+    assert toasts.count() == 1
+    box = page.locator("#preset input")   # the longest preset title fits its box
+    pick("blog post")
+    page.wait_for_function("document.querySelector('#preset input').value.includes('Trainer recipe')")
+    assert box.evaluate("e => e.scrollWidth <= e.clientWidth")
+
+
+def launch_from_form(page, r: int, steps: int) -> str:
+    """Set r and max_steps in the form, press Launch, and return the new run's id once the page shows it."""
+    before = selected_run(page)
+    page.locator("#lora-r input[type=number]").fill(str(r))
+    page.locator("#lora-r input[type=number]").press("Enter")
+    set_number(page, "max-steps", steps)
+    page.wait_for_function(f"""() => {{ const t = document.querySelector('#run-file').innerText;
+        return t.includes('max_steps: {steps}\\n') && t.includes('  r: {r}\\n'); }}""", timeout=15_000)
+    page.locator("#launch").click()
+    page.wait_for_function("b => { const v = document.querySelector('#run-select input').value;"
+                           "       return v.includes('demo') && !v.startsWith(b + ' '); }", arg=before,
+                           timeout=20_000)
+    return selected_run(page)
+
+
+@pytest.mark.slow
+def test_three_runs_in_a_row_from_one_page_each_draw_their_curve(page, runs_dir):
+    """The reported failure: in one page, run after run launched from the form, the chart stayed empty (its
+    colour scale was built from the empty first data). Each run must draw while it trains and keep its
+    curve when done, with whole-number steps on the axis, and the log box must end on the log's last line."""
+    for r in (4, 8, 12):
+        run_id = launch_from_form(page, r, steps=12)
+        wait_for_curve(page, least=120, timeout=300, while_text="running")   # while it trains
+        wait_for_state(page, "completed", timeout=300)
+        assert selected_run(page) == run_id
+        time.sleep(2.5)   # a few more polls: the curve must stay
+        assert colour_pixels(page, "#loss-plot", TRAIN) >= CURVE_PX
+        labels = page.evaluate(X_LABELS)
+        assert labels and all(re.fullmatch(r"\d+", t) for t in labels), labels   # steps, not 0.0, 0.5, ...
+        log = page.locator("#run-log textarea")
+        page.wait_for_function("document.querySelector('#run-log textarea').value.includes('completed:')",
+                               timeout=10_000)
+        page.wait_for_function("() => { const t = document.querySelector('#run-log textarea');"
+                               "        return t.scrollTop >= t.scrollHeight - t.clientHeight - 2; }", timeout=5_000)
+        first_line = log.input_value().split("\n", 1)[0]
+        full = (runs_dir / run_id / "train.log").read_text()
+        assert full.startswith(first_line) or f"\n{first_line}\n" in full   # not cut mid-line
+
+
+@pytest.mark.slow
+def test_a_run_started_through_the_api_draws_in_an_open_page(page, browser, app_url):
+    """A page showing a finished run follows a run launched through /launch; a run another page launches is
+    listed within seconds but does not take the page over."""
+    from gradio_client import Client
+
+    run_text = "model: {name_or_path: demo}\nlora: {r: 6}\ntraining: {max_steps: 12}\n"
+    page.wait_for_function("document.querySelector('#run-select input').value !== ''", timeout=10_000)
+    api_run = Client(app_url, verbose=False).predict(run_text, api_name="/launch")
+    page.wait_for_function("id => document.querySelector('#run-select input').value.startsWith(id + ' ')",
+                           arg=api_run, timeout=10_000)
+    wait_for_curve(page, least=120, timeout=300, while_text="running")
+    wait_for_state(page, "completed", timeout=300)
+    assert colour_pixels(page, "#loss-plot", TRAIN) >= CURVE_PX
+
+    other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    other.goto(app_url)
+    other.wait_for_selector("#param-count .trainable")
+    theirs = launch_from_form(other, 5, steps=4)
+    page.locator("#run-select input").click()   # listed in this page's selector...
+    page.get_by_role("option").filter(has_text=theirs).wait_for(timeout=10_000)
+    page.keyboard.press("Escape")
+    assert selected_run(page) == api_run        # ...but this page stays on its run
+    wait_for_state(other, "completed", timeout=300)
+    other.context.close()
+
+
+def api_run(client, run_text: str, timeout: float = 300) -> str:
+    """Launch through /launch and wait until the run is completed; its id."""
+    run_id = client.predict(run_text, api_name="/launch")
+    deadline = time.monotonic() + timeout
+    while (state := client.predict(run_id, api_name="/status")["state"]) != "completed":
+        assert state != "failed" and time.monotonic() < deadline, f"{run_id}: {state}"
+        time.sleep(1)
+    return run_id
+
+
+@pytest.mark.slow
+def test_compare_two_runs_and_load_one_into_the_form(page, app_url, runs_dir):
+    """Two runs overlaid, one colour each, the diff naming the keys that differ; then one run's settings
+    loaded back into the form. (Their learning rates differ by 100x, so the curves part: two runs that differ
+    only in r draw nearly the same line, and the second hides the first.)"""
+    from gradio_client import Client
+
+    from finetune.model.count import count_run
+    from finetune.runfile import load_run
+
+    client = Client(app_url, verbose=False)
+    runs = {r: api_run(client, f"model: {{name_or_path: demo}}\nlora: {{r: {r}}}\n"
+                                f"training: {{max_steps: 10, learning_rate: {lr}, logging_steps: 1}}\n")
+            for r, lr in ((4, 0.002), (8, 0.00002))}
+    row = page.locator("#runs-table [role=row]").filter(has_text=runs[4]).first   # the runs table has each run
+    row.wait_for(timeout=10_000)
+    trainable = count_run(load_run(runs_dir / runs[4] / "run.yaml")).trainable
+    assert f"{trainable:,}" in row.inner_text() and "completed" in row.inner_text()
+    table = page.locator("#runs-table").inner_text()
+    assert table.index(runs[8]) < table.index(runs[4])   # newest first
+    for r in (4, 8):
+        page.locator("#compare-runs input").click()
+        page.get_by_role("option").filter(has_text=runs[r]).click()
+    page.keyboard.press("Escape")
+    page.wait_for_function("""() => { const t = document.querySelector('#config-diff').innerText;
+        return t.includes('lora.r: 4 | 8') && t.includes('training.learning_rate: 0.002 | 2e-05'); }""",
+                           timeout=15_000)
+    assert "output_dir" not in page.locator("#config-diff").inner_text()
+    wait_for_curve(page, "#compare-plot", TRAIN, least=CURVE_PX, timeout=20)   # run 1's colour
+    wait_for_curve(page, "#compare-plot", EVAL, least=CURVE_PX, timeout=20)    # run 2's colour
+
+    page.locator("#run-select input").click()
+    page.get_by_role("option").filter(has_text=runs[4]).click()
+    page.wait_for_function("id => document.querySelector('#run-progress').innerText.includes('completed')"
+                           " && document.querySelector('#run-select input').value.startsWith(id)", arg=runs[4],
+                           timeout=10_000)
+    page.locator("#clone").click()
+    sync_api.expect(page.locator("#lora-r input[type=number]")).to_have_value("4", timeout=15_000)
+    page.wait_for_function("document.querySelector('#run-file').innerText.includes('max_steps: 10\\n')")

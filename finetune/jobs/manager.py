@@ -27,6 +27,8 @@ Public API (used by the UI and the app's HTTP endpoints):
     .metrics(run_id) -> list[dict]                metrics.jsonl records
     .log_tail(run_id, max_chars=4000) -> str      the end of train.log
     .queue_position(run_id) -> int | None         1 = starts next; None when not queued
+    .resume(run_id) -> dict                       queue a cancelled/failed run with a checkpoint again, as
+                                                  `train RUN --resume` in the same folder
     .cancel(run_id, force=False) -> dict          queued: cancelled at once; running: SIGTERM to its process
                                                   group once (again: a no-op); force: SIGKILL, nothing saved;
                                                   status has `stopping`, and `force_available` once the
@@ -118,8 +120,9 @@ class JobManager:
 
     # ----- submitting and reading -----
 
-    def submit(self, run: RunConfig | str) -> str:
-        """Check the run, give it a folder and queue it; it starts at once when a slot is free."""
+    def submit(self, run: RunConfig | str, origin: str | None = None) -> str:
+        """Check the run, give it a folder and queue it; it starts at once when a slot is free. `origin`
+        (e.g. "api") is kept in status.json for whoever shows runs (the page follows API runs)."""
         if isinstance(run, str):
             run = parse_run(run)
         elif isinstance(run, RunConfig):
@@ -136,9 +139,26 @@ class JobManager:
             folder.run_yaml.write_text(run.to_yaml(), encoding="utf-8")
             max_steps = run.training.max_steps if run.training.max_steps > 0 else None  # as the job writes it
             folder.write_status(state="queued", step=0, max_steps=max_steps, error=None, submitted_at=time.time(),
-                                devices=run.training.devices)
+                                devices=run.training.devices, origin=origin)
         self.poll()
         return folder.path.name
+
+    def resume(self, run_id: str) -> dict:
+        """Queue a cancelled or failed run again, in its own folder, as `train RUN --resume`: it goes on from
+        its last checkpoint-N (the job trims the curve to that step, so no step is logged twice)."""
+        folder = self._folder(run_id)
+        with self._lock:
+            status = folder.read_status()
+            if status.get("state") not in ("cancelled", "failed"):
+                raise RunFileError(f"resume: run {run_id} is {status.get('state')}; only a cancelled or failed "
+                                   "run can be resumed")
+            if not any(p.name.startswith("checkpoint-") for p in folder.path.iterdir() if p.is_dir()):
+                raise RunFileError(f"resume: run {run_id} saved no checkpoint-N folder to go on from")
+            folder.write_status(state="queued", resume=True, error=None, forced=None, finished_at=None,
+                                submitted_at=time.time())
+            self._settled.discard(run_id)
+        self.poll()
+        return self.status(run_id)
 
     def status(self, run_id: str) -> dict:
         folder = self._folder(run_id)
@@ -240,7 +260,7 @@ class JobManager:
                 self._settle(folder, returncode)
             queued = []
             for path in self._run_dirs():
-                if path.name in self._settled or path.name in self._jobs:
+                if path.name in self._jobs or (path.name in self._settled and not self._requeued(path)):
                     continue
                 status = RunFolder(path).read_status()
                 if status.get("state") in FINAL_STATES:
@@ -262,7 +282,7 @@ class JobManager:
 
     def _settle(self, folder: RunFolder, returncode: int | None) -> None:
         """A job's process is gone (so its last write is done): make sure its status is final."""
-        if folder.read_status().get("state") in FINAL_STATES:
+        if folder.read_status().get("state") in (*FINAL_STATES, "queued"):   # queued: resumed as it exited
             return
         if stopping.requested_at(folder, folder.read_status()) is not None:
             folder.write_status(state="cancelled", finished_at=time.time())
@@ -307,7 +327,6 @@ class JobManager:
             self._leases.pop(holder, None)
         self.poll()  # a queued run may start now
 
-
     def _free_slot(self) -> int | None:
         free = slotting.pick(1, self.slots, self._taken())
         return free[0] if free else None
@@ -328,7 +347,8 @@ class JobManager:
         # One GPU per slot; the job sees only these (so its devices: auto is what it was given).
         gpu = ",".join(self._gpus[s % len(self._gpus)] for s in slots) if self._gpus else None
         try:
-            proc = spawn([*self.command, str(folder.run_yaml)], folder.log_file, cwd=self.cwd, gpu=gpu)
+            resume = ["--resume"] if folder.read_status().get("resume") else []   # queued by resume()
+            proc = spawn([*self.command, str(folder.run_yaml), *resume], folder.log_file, cwd=self.cwd, gpu=gpu)
         except OSError as exc:
             folder.write_status(state="failed", error=f"the job could not be started: {exc}")
             return
@@ -336,6 +356,13 @@ class JobManager:
         folder.write_status(state="running", pid=proc.pid, slot=slot, slots=list(slots), gpu=gpu,
                             started_at=time.time())
         self._jobs[folder.path.name] = _Job(pid=proc.pid, proc=proc, slot=slot, slots=tuple(slots))
+
+    def _requeued(self, path: Path) -> bool:
+        """A settled run that was queued again (resume() by this or another manager): scan it again."""
+        if RunFolder(path).read_status().get("state") == "queued":
+            self._settled.discard(path.name)
+            return True
+        return False
 
     def _become_runner(self) -> bool:
         if self._lock_fd is not None or fcntl is None:

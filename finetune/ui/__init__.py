@@ -23,6 +23,7 @@ def build_app(runs_dir=None):
     from finetune.ui.guard import quiet_user_errors
     from finetune.ui.layout import build_layout
     from finetune.ui.live import on_page_load, wire_live
+    from finetune.ui.runs import wire_runs
     from finetune.ui.panel import initial
 
     quiet_user_errors()   # a gr.Error is a refusal: one log line, not a traceback (ui/guard.py)
@@ -33,6 +34,7 @@ def build_app(runs_dir=None):
         ui = build_layout(initial())   # reads the demo model once: the first count is fast
         wire_configure(ui, jobs)
         wire_live(ui, jobs)
+        wire_runs(ui, jobs)   # the runs table and compare (ui/runs.py)
         wire_force(ui, jobs)   # the Force stop button, once a graceful cancel is overdue
         devices.wire(ui)
         # The playground's generation worker and push-when-done on a Space (finetune/adapter/, ui/playground.py)
@@ -42,5 +44,5 @@ def build_app(runs_dir=None):
         register_api(jobs, ui.keeper)
         register_generate_api(jobs, playground)
         register_push_api(jobs)
-        demo.load(on_page_load(jobs), None, ui.run_select, queue=False, api_visibility="private")
+        demo.load(on_page_load(jobs), None, [ui.run_select, ui.run_list], queue=False, api_visibility="private")
     return demo, jobs

@@ -64,7 +64,7 @@ def register_api(jobs, keeper=None) -> None:
             run = checked_run(run_text)
             if keeper is not None:
                 keeper.check(run, token)
-            run_id = jobs.submit(run)
+            run_id = jobs.submit(run, origin="api")   # open pages follow it (ui/live.py)
         except RunFileError as exc:
             raise user_error("\n".join(exc.problems)) from None
         if keeper is not None:

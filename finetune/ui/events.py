@@ -134,6 +134,26 @@ def model_handler(key: str, locked: SessionLocks):
     return handle
 
 
+# What a preset keeps of the form: what is trained on what. Everything else it does not set goes back to the
+# page's default (the demo run file), so one preset after another leaves nothing of the first behind (QLoRA's
+# 4-bit quantization, its optimizer, max_grad_norm...).
+KEPT_BY_PRESETS = (("model", "name_or_path"), ("model", "revision"), ("model", "trust_remote_code"),
+                   ("data", "path"), ("data", "format"))
+
+
+def preset_run(current: dict, preset: dict) -> dict:
+    """The run dict a preset gives: the default run, with the current model and dataset, under the preset."""
+    from finetune.demo import RUN_FILE
+    from finetune.runfile.text import read_file
+
+    base = read_file(RUN_FILE)
+    (base.get("training") or {}).pop("output_dir", None)
+    for section, key in KEPT_BY_PRESETS:
+        if key in (current.get(section) or {}):
+            base.setdefault(section, {})[key] = current[section][key]
+    return overlay(base, preset)
+
+
 def wire_configure(ui, jobs) -> None:
     count_out = [ui.param_count, ui.count_details, ui.errors, ui.launch, ui.memory, ui.apply_fix]
     state = [ui.values, ui.extra, ui.model_info]
@@ -202,12 +222,12 @@ def wire_configure(ui, jobs) -> None:
             raise gr.Error("\n".join(exc.problems)) from None
         with locked(request):
             raw, _, _ = form_run(values, extra, info)
-            merged = overlay(raw, preset)
+            merged = preset_run(raw, preset)
             out = fill(merged, extra_of(merged), values, info)
         gr.Info(f"Preset {name} applied.")
         return out
 
-    then_text(ui.preset.input(on_preset, [ui.preset, *state], fill_out, **FAST))
+
 
     def on_load_run(path, values, info, request: gr.Request):
         from finetune.runfile.text import read_file
@@ -222,6 +242,27 @@ def wire_configure(ui, jobs) -> None:
             out = fill(raw, extra_of(raw), values, info)
         gr.Info(f"Loaded {name}.")
         return out
+
+    def on_clone(run_id, values, info, request: gr.Request):
+        """"Load into form": the selected run's run.yaml (what it ran, fully resolved) fills the form; a
+        launch from it gets a new folder."""
+        from finetune.jobs import history
+        from finetune.runfile.text import read_file
+        from finetune.ui.guard import user_error
+
+        if not run_id or run_id not in {p.name for p in history.run_dirs(jobs.runs_dir)}:
+            raise user_error(f"Load into form: no run {run_id!r} to load")
+        try:
+            raw = read_file(Path(jobs.runs_dir) / run_id / "run.yaml", source=f"{run_id}/run.yaml")
+        except RunFileError as exc:
+            raise user_error("\n".join(exc.problems)) from None
+        (raw.get("training") or {}).pop("output_dir", None)
+        with locked(request):
+            out = fill(raw, extra_of(raw), values, info)
+        gr.Info(f"The settings of {run_id} are in the form.")
+        return out
+
+    then_text(ui.clone.click(on_clone, [ui.run_select, ui.values, ui.model_info], fill_out, api_visibility="private"))
 
     then_text(ui.load_run.upload(on_load_run, [ui.load_run, ui.values, ui.model_info], fill_out,
                                  api_visibility="private"))

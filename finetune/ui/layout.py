@@ -14,7 +14,8 @@ import gradio as gr
 from finetune.runfile import DEMO, field_help
 from finetune.data.registry import FORMATS
 from finetune import space
-from finetune.ui import access, devices, memory_view, playground
+from finetune.ui import access, devices, memory_view, playground, plots
+from finetune.ui.runs import RUNS_COLUMNS
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
 SUGGESTED_MODELS = [DEMO, "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-360M-Instruct",
@@ -79,7 +80,7 @@ def build_layout(initial: dict) -> SimpleNamespace:
                         info=helped("model.name_or_path"), elem_id="model")
                     ui.preset = gr.Dropdown([(p["title"], p["name"]) for p in list_presets()], value=None,
                                             label="Preset", info="Fills the form with a known recipe.",
-                                            scale=2, elem_id="preset")
+                                            scale=2, min_width=380, elem_id="preset")   # the longest title fits
                 f["model.quantization"] = gr.Radio(QUANTIZATION, value=d("model.quantization"),
                                                    label="Quantization", info=helped("model.quantization"),
                                                    elem_id="quantization")
@@ -199,30 +200,52 @@ def build_layout(initial: dict) -> SimpleNamespace:
                                           size="sm", elem_id="load-run")
 
     gr.Markdown("## Runs")
-    with gr.Row():
+    with gr.Row(equal_height=True):
         ui.run_select = gr.Dropdown([], value=None, label="Run", scale=4, elem_id="run-select",
                                     info="Past and current runs, read from the run folders.")
-        ui.cancel = gr.Button("Cancel run", variant="stop", interactive=False, scale=1, size="md", elem_id="cancel")
+        # Shown only while the selected run is queued or running (ui/live.py).
+        ui.cancel = gr.Button("Cancel run", variant="stop", visible=False, scale=1, size="md", elem_id="cancel")
         # Shown once a graceful cancel has taken longer than the job manager's cancel_timeout (ui/force.py).
         ui.force_cancel = gr.Button("Force stop (no save)", variant="stop", visible=False, scale=1, size="md",
                                     elem_id="force-cancel")
+        # Shown for a cancelled or failed run that saved a checkpoint: `train RUN --resume`, same folder.
+        ui.resume = gr.Button("Resume from checkpoint", visible=False, scale=1, size="md", elem_id="resume")
+        ui.clone = gr.Button("Load into form", scale=1, size="md", elem_id="clone")
         ui.adapter = gr.DownloadButton("Download adapter (.zip)", visible=False, scale=1, size="md",
                                        elem_id="adapter-download")
     ui.progress = gr.Markdown(elem_id="run-progress")
-    # Both series named up front: the plot keeps the colour scale of its first data, so an eval series
-    # that only appears mid-run would otherwise not be drawn until the page reloads.
-    ui.loss_plot = gr.LinePlot(x="step", y="loss", color="series", color_map={"train": "#4c78a8", "eval": "#f58518"},
-                               title="Loss", x_title="step", y_title="loss", height=300, elem_id="loss-plot")
+    # Why the charts are set up (and updated) this way: finetune/ui/plots.py. Their x range is set by the
+    # first poll, once the page is laid out (point 2 there).
+    ui.loss_plot = gr.LinePlot(plots.loss_frame(None), x="step", y="loss", color="series", color_map=plots.COLORS,
+                               colors_in_legend=["train"], x_axis_format=plots.X_FORMAT, title="Loss",
+                               x_title="step", y_title="loss", color_title="", height=300, elem_id="loss-plot")
+    ui.show_lr = gr.Checkbox(False, label="Show the learning rate", elem_id="show-lr")
+    ui.lr_plot = gr.LinePlot(plots.lr_frame(None), x="step", y="learning_rate", x_axis_format=plots.X_FORMAT,
+                             title="Learning rate", x_title="step", y_title="learning rate", height=220,
+                             visible=False, elem_id="lr-plot")
     ui.log = gr.Textbox(label="Log (tail)", lines=8, max_lines=16, interactive=False, autoscroll=True,
                         elem_id="run-log")
+
+    gr.Markdown("### All runs")
+    ui.runs_table = gr.Dataframe(headers=list(RUNS_COLUMNS), interactive=False, wrap=True, elem_id="runs-table",
+                                 label="Newest first; select a row to watch that run")
+    ui.compare_runs = gr.Dropdown([], value=[], multiselect=True, label="Compare runs", elem_id="compare-runs",
+                                  info="Two or more: their train loss in one chart, and the settings that differ.")
+    ui.compare_plot = gr.LinePlot(None, x="step", y="loss", color="run", x_axis_format=plots.X_FORMAT,
+                                  title="Train loss by run", x_title="step", y_title="loss", color_title="run",
+                                  height=300, elem_id="compare-plot")
+    ui.config_diff = gr.Markdown("Select two or more runs to compare their curves and settings.",
+                                 elem_id="config-diff")
 
     ui.playground = playground.build_section()   # try a run beside its base model, merge, push (ui/playground.py)
 
     ui.values = gr.State(initial["values"])   # the form's values by FORM_KEYS key: what events read
     ui.extra = gr.State({})                   # run-file keys the form has no widget for (a loaded file, a preset)
     ui.model_info = gr.State(info)            # the chosen model's target choices and all-linear set
-    ui.seen = gr.State(None)                  # what the live view last sent, to skip unchanged updates
-    ui.run_list = gr.State(None)              # the run list last sent
+    ui.seen = gr.State({})                    # what the live view last sent (ui/live.py)
+    ui.run_list = gr.State(None)              # the run list last sent, and the run ids this page has seen
+    ui.mine = gr.State([])                    # the runs this page launched: it switches to those only
+    ui.runs_shown = gr.State(None)            # the runs table last sent (ui/runs.py)
     ui.timer = gr.Timer(1.0)
-    ui.list_timer = gr.Timer(5.0)
+    ui.list_timer = gr.Timer(1.0)             # new runs are listed within about a second, whoever started them
     return ui

@@ -1,8 +1,12 @@
-"""Launch and watch: the Launch and Cancel buttons, the run selector, and the live loss curve.
+"""Launch and watch: the Launch, Cancel and Resume buttons, the run selector, and the live loss curve.
 
-Everything shown is read from the run folders through the JobManager, never from this session's memory,
-so a reload or a second browser shows the same run with its whole curve. A gr.Timer polls the selected
-run about every second; a poll whose run has not changed since the last one sends nothing.
+Everything shown is read from the run folders, never from this session's memory, so a reload or a second
+browser shows the same run with its whole curve. A gr.Timer polls the selected run about every second; a
+poll whose run has not changed since the last one sends nothing. A second timer re-reads the run list
+every second, so every open page lists a new run within about a second of its submission, whoever
+started it; the page switches to a new run only if it launched it itself (or it came through the HTTP
+API while the page showed no active run), never to a run another page launched.
+How the chart is updated so that it always draws is explained in finetune/ui/plots.py.
 """
 
 from __future__ import annotations
@@ -11,18 +15,23 @@ import shutil
 from pathlib import Path
 
 import gradio as gr
-import pandas as pd
 
 from finetune.errors import RunFileError
-from finetune.jobs import UnknownRun
-from finetune.train.runfolder import FINAL_STATES
-from finetune.ui import access, render
+from finetune.jobs import UnknownRun, history
+from finetune.train.runfolder import FINAL_STATES, RunFolder
+from finetune.ui import access, plots, render
 from finetune.ui.panel import form_run
 
 ACTIVE = ("running", "queued")
-EMPTY_PLOT = pd.DataFrame({"step": pd.Series(dtype=int), "loss": pd.Series(dtype=float),
-                           "series": pd.Series(dtype=str)})
-
+LOG_CHARS = 3000   # the log box shows the last lines within this many characters
+# The log box follows its end. (Gradio's own autoscroll scrolls once, on the first update after the box
+# was at its bottom, and not on later updates; measured in Chromium.) Not while the user is in the box.
+FOLLOW_LOG_JS = """
+() => requestAnimationFrame(() => {
+  const box = document.querySelector('#run-log textarea');
+  if (box && document.activeElement !== box) box.scrollTop = box.scrollHeight;
+})
+"""
 
 def username(profile) -> str | None:
     return getattr(profile, "username", None) if profile else None
@@ -42,12 +51,29 @@ def pick_run(runs: list[dict]) -> str | None:
     return runs[0]["run_id"] if runs else None
 
 
-def loss_frame(status: dict) -> pd.DataFrame:
-    rows = [(s, l, "train") for s, l in status.get("losses", [])]
-    rows += [(s, l, "eval") for s, l in status.get("eval_losses", [])]
-    if not rows:
-        return EMPTY_PLOT
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+def log_tail(jobs, run_id: str) -> str:
+    """The end of train.log from the start of a line (a tail cut mid-line began with "/s")."""
+    log = jobs.log_tail(run_id, LOG_CHARS)
+    if len(log) >= LOG_CHARS - 4 and "\n" in log:
+        log = log.split("\n", 1)[1]
+    return log
+
+
+def run_choices(runs: list[dict]) -> list[tuple[str, str]]:
+    return [(render.run_label(r), r["run_id"]) for r in runs]
+
+
+def follow(runs: list[dict], known: set, mine: set, selected: str | None) -> str | None:
+    """The new run (not in `known`) this page should switch to, or None: one it launched itself, or one
+    from the HTTP API while the page shows no active run; never one another page launched."""
+    states = {r["run_id"]: r["state"] for r in runs}
+    idle = selected not in states or states[selected] not in ACTIVE
+    for run in runs:   # newest first
+        if run["run_id"] in known:
+            continue
+        if run["run_id"] in mine or (idle and run.get("origin") == "api"):
+            return run["run_id"]
+    return None
 
 
 def adapter_zip(runs_dir: Path, run_id: str) -> str | None:
@@ -65,57 +91,83 @@ def adapter_zip(runs_dir: Path, run_id: str) -> str | None:
 
 
 def wire_live(ui, jobs) -> None:
-    def run_list(selected=None) -> tuple[list, str | None]:
-        runs = jobs.list_runs()
-        choices = [(render.run_label(r), r["run_id"]) for r in runs]
-        return choices, selected if selected in {r["run_id"] for r in runs} else pick_run(runs)
-
     def selector(selected=None):
-        choices, value = run_list(selected)
-        return gr.Dropdown(choices=choices, value=value)
+        runs = history.summaries(jobs.runs_dir)
+        ids = {r["run_id"] for r in runs}
+        return gr.Dropdown(choices=run_choices(runs), value=selected if selected in ids else pick_run(runs))
 
-    def refresh_list(selected, shown):
-        """The run list, re-read from the folders; nothing is sent while it has not changed (a redraw
-        would close the menu under the user's pointer)."""
-        choices, value = run_list(selected)
-        key = [[list(c) for c in choices], value]
-        if key == shown:
+    def refresh_list(selected, shown, mine):
+        """The run list, re-read from the folders every second; nothing is sent while it has not changed (a
+        redraw would close the menu under the user's pointer). The value is sent only to switch runs: a
+        list read just before a Launch must not switch the page back."""
+        runs = history.summaries(jobs.runs_dir)
+        choices = [list(c) for c in run_choices(runs)]
+        known = set(shown["known"]) if shown else {r["run_id"] for r in runs}
+        switch = follow(runs, known, set(mine or []), selected)
+        if shown and choices == shown["choices"] and not switch:
             return gr.skip(), gr.skip()
-        return gr.Dropdown(choices=choices, value=value), key
+        update = gr.Dropdown(choices=choices, value=switch) if switch else gr.Dropdown(choices=choices)
+        return update, {"choices": choices, "known": sorted(known | {r["run_id"] for r in runs})}
+
+    def watch(run_id, profile) -> dict:
+        """What the watch panel shows for one run (or none), with a key that changes when any of it does."""
+        if not run_id:
+            return {"key": ["none"], "curves": None, "settings": plots.loss_settings(None, 0, False),
+                    "progress": "No run yet: configure one above and press **Launch training**.", "log": "",
+                    "state": None, "resumable": False, "adapter": None, "stopping": False}
+        try:
+            status = access.visitor_status(jobs.status(run_id), username(profile))
+            log = access.visitor_log(log_tail(jobs, run_id), username(profile))
+            curves = history.curves(jobs.metrics(run_id))
+        except UnknownRun:
+            return {**watch(None, profile), "key": [f"gone:{run_id}"], "progress": f"Run {run_id} is gone."}
+        folder = RunFolder(Path(jobs.runs_dir) / run_id)
+        state, final = status["state"], status["state"] in FINAL_STATES
+        resumable = state in ("cancelled", "failed") and bool(history.checkpoints(folder))
+        eval_size = ((history.settings(folder).get("data") or {}).get("eval_size") or 0)
+        last = curves["train"][-1][0] if curves["train"] else 0
+        key = [run_id, state, status.get("step"), len(curves["train"]), len(curves["eval"]),
+               status.get("queue_position"), status.get("stopping"), len(log), log[-80:], status.get("error"),
+               resumable]
+        return {"key": key, "curves": curves, "state": state, "resumable": resumable, "log": log,
+                "stopping": bool(status.get("stopping")),
+                "settings": plots.loss_settings(status.get("max_steps"), last, bool(eval_size) or
+                                                bool(curves["eval"])),
+                "progress": render.run_progress(status),
+                "adapter": adapter_zip(jobs.runs_dir, run_id) if final else None}
 
     def view(run_id, seen, profile: gr.OAuthProfile | None = None):
         """The watch panel for one run; gr.skip() everywhere when nothing changed since `seen`. On a Space,
-        a visitor who may not launch sees no error text or log (access.visitor_status)."""
-        if not run_id:
-            if seen == "none":
-                return [gr.skip()] * 7
-            return (EMPTY_PLOT, "No run yet: configure one above and press **Launch training**.", "",
-                    gr.Button(interactive=False), gr.DownloadButton(visible=False), gr.skip(), "none")
-        try:
-            status = access.visitor_status(jobs.status(run_id), username(profile))
-            log = access.visitor_log(jobs.log_tail(run_id, 3000), username(profile))
-        except UnknownRun:
-            return (EMPTY_PLOT, f"Run {run_id} is gone.", "", gr.Button(interactive=False),
-                    gr.DownloadButton(visible=False), gr.skip(), None)
-        key = [run_id, status["state"], status.get("step"), len(status["losses"]), len(status["eval_losses"]),
-               status.get("queue_position"), len(log), log[-80:], status.get("error")]
-        if key == seen:
-            return [gr.skip()] * 7
-        final = status["state"] in FINAL_STATES
-        zipped = adapter_zip(jobs.runs_dir, run_id) if final else None
-        download = gr.DownloadButton(value=zipped, visible=True) if zipped else gr.DownloadButton(visible=False)
-        # The run's state is in its selector label too: relabel when it changes.
-        relabel = selector(run_id) if seen and seen[0] == run_id and seen[1] != status["state"] else gr.skip()
-        return (loss_frame(status), render.run_progress(status), log, gr.Button(interactive=not final),
-                download, relabel, key)
+        a visitor who may not launch sees no error text or log (access.visitor_status).
 
-    watch_outputs = [ui.loss_plot, ui.progress, ui.log, ui.cancel, ui.adapter, ui.run_select, ui.seen]
+        The charts' settings (x range, legend) go out in a poll of their own, after the run's data, and the
+        data goes again on the next two polls (finetune/ui/plots.py, point 2)."""
+        seen = dict(seen or {})
+        panel = watch(run_id, profile)
+        skip = [gr.skip()] * 7   # every output but `seen`
+        if panel["settings"] != seen.get("settings") and seen.get("key") and seen["key"][0] == panel["key"][0]:
+            settings = panel["settings"]
+            return [gr.LinePlot(**settings), gr.LinePlot(x_lim=settings["x_lim"]), *skip[2:],
+                    {**seen, "settings": settings, "resend": 2}]
+        if panel["key"] == seen.get("key") and not seen.get("resend"):
+            return [*skip, gr.skip()]
+        active = panel["state"] in ACTIVE
+        seen.update(key=panel["key"], resend=max(0, (seen.get("resend") or 0) - 1))
+        return [plots.loss_frame(panel["curves"]), plots.lr_frame(panel["curves"]), panel["progress"], panel["log"],
+                gr.Button(visible=active, interactive=not panel["stopping"]), gr.Button(visible=panel["resumable"]),
+                gr.DownloadButton(value=panel["adapter"], visible=True) if panel["adapter"]
+                else gr.DownloadButton(visible=False), seen]
+
+    watch_outputs = [ui.loss_plot, ui.lr_plot, ui.progress, ui.log, ui.cancel, ui.resume, ui.adapter, ui.seen]
     fast = dict(queue=False, show_progress="hidden", api_visibility="private")
     ui.timer.tick(view, [ui.run_select, ui.seen], watch_outputs, trigger_mode="always_last", **fast)
-    ui.run_select.change(view, [ui.run_select, gr.State(None)], watch_outputs, **fast)
-    ui.list_timer.tick(refresh_list, [ui.run_select, ui.run_list], [ui.run_select, ui.run_list], **fast)
+    ui.run_select.change(view, [ui.run_select, ui.seen], watch_outputs, **fast)
+    ui.list_timer.tick(refresh_list, [ui.run_select, ui.run_list, ui.mine], [ui.run_select, ui.run_list],
+                       trigger_mode="always_last", **fast)
+    ui.show_lr.change(lambda on: gr.LinePlot(visible=bool(on)), ui.show_lr, ui.lr_plot, **fast)
+    ui.log.change(None, None, None, js=FOLLOW_LOG_JS, **fast)
 
-    def on_launch(values, extra, info, request: gr.Request, profile: gr.OAuthProfile | None = None,
+    def on_launch(values, extra, info, mine, request: gr.Request, profile: gr.OAuthProfile | None = None,
                   oauth_token: gr.OAuthToken | None = None):
         check_access(profile)
         with ui.locked(request):   # the form as the last change left it
@@ -132,9 +184,21 @@ def wire_live(ui, jobs) -> None:
         if keeper is not None:
             keeper.remember(run_id, run, token)
         gr.Info(f"Run {run_id} submitted.")
-        return selector(run_id)
+        return selector(run_id), [*(mine or []), run_id]
 
-    ui.launch.click(on_launch, [ui.values, ui.extra, ui.model_info], ui.run_select, api_visibility="private")
+    ui.launch.click(on_launch, [ui.values, ui.extra, ui.model_info, ui.mine], [ui.run_select, ui.mine],
+                    api_visibility="private")
+
+    def on_resume(run_id, profile: gr.OAuthProfile | None = None):
+        check_access(profile)
+        try:
+            status = jobs.resume(run_id)
+        except (UnknownRun, RunFileError) as exc:
+            raise gr.Error(str(exc) if isinstance(exc, UnknownRun) else "\n".join(exc.problems)) from None
+        gr.Info(f"Run {run_id} resumes from its last checkpoint ({status['state']}).")
+        return gr.Button(visible=False)
+
+    ui.resume.click(on_resume, ui.run_select, ui.resume, api_visibility="private")
 
     def on_cancel(run_id, profile: gr.OAuthProfile | None = None):
         check_access(profile)
@@ -151,8 +215,11 @@ def wire_live(ui, jobs) -> None:
 
 
 def on_page_load(jobs):
-    """A fresh page (or a reload) selects the newest running or queued run: it re-attaches to it."""
+    """A fresh page (or a reload) selects the newest running or queued run: it re-attaches to it. It also
+    sets the page's run list state (ui.run_list): runs that exist when the page opens are not "new" to it."""
     def load():
-        runs = jobs.list_runs()
-        return gr.Dropdown(choices=[(render.run_label(r), r["run_id"]) for r in runs], value=pick_run(runs))
+        runs = history.summaries(jobs.runs_dir)
+        choices = run_choices(runs)
+        return (gr.Dropdown(choices=choices, value=pick_run(runs)),
+                {"choices": [list(c) for c in choices], "known": [r["run_id"] for r in runs]})
     return load

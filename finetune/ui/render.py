@@ -31,7 +31,8 @@ def count_headline(count, r: int | None = None, slope: int | None = None, alpha=
             f"data-alpha='{alpha}' data-rslora='{int(bool(rslora))}'") if slope is not None else ""
     return (f"<div class='count-box'{live}>"
             f"<div class='count-line'><span class='trainable'>{count.trainable:,}</span> trainable parameters</div>"
-            f"<div class='count-sub'>of <span class='total'>{count.total:,}</span> in total &middot; "
+            f"<div class='count-sub'>of <span class='total'>{count.total:,}</span> in total "
+            f"(base model + adapter) &middot; "
             f"<span class='percent'>{count.percent:.4f}%</span> &middot; "
             f"scaling <span class='scaling'>{count.scaling:.4g}</span> &middot; "
             f"adapter file <span class='adapter-size'>{human_bytes(count.adapter_bytes)}</span></div></div>")
@@ -78,7 +79,8 @@ def group_label(group) -> str:
 
 def model_note(skel) -> str:
     tied = ", tied embeddings" if skel.tied else ""
-    return f"{skel.architecture} ({skel.model_type}), {human_count(skel.total)} parameters{tied}."
+    # The exact number, named as the base model's: the count beside it says "in total" with the adapter added.
+    return f"{skel.architecture} ({skel.model_type}): {skel.total:,} parameters in the base model{tied}."
 
 
 def duration(seconds) -> str:

@@ -1,0 +1,74 @@
+"""The data and settings behind the page's line charts (#loss-plot, #lr-plot, #compare-plot), written around
+how Gradio 6's gr.LinePlot draws in the browser (measured in headless Chromium, see tests/test_ui_browser.py):
+
+1. The colour scale is built from the series present in the data the chart holds when its Vega spec is
+   built (the first value it is sent, or when a setting such as x_lim changes), and a later value only
+   swaps the data. A chart whose first value had no rows (a run that had not logged yet) got an empty
+   colour domain and drew every later line with no stroke: axes, grid and nothing else, until a reload
+   built the spec from data. The same left an eval series that appears mid-run undrawn.
+   So every loss frame starts with one empty row (step and loss null, which Vega leaves out) per series:
+   the colour domain is always [train, eval], whatever the chart held first.
+2. When a setting and a value change in one update, the spec is rebuilt from the value the chart held
+   before, and the new value goes to the view being replaced. So settings (x_lim, the legend) are sent in
+   an update of their own, after the data, and the data is sent again on the next polls.
+3. Steps are whole numbers: the x axis spans at least MIN_SPAN steps from 0 and its labels are integers
+   (a 20-step run was labelled 0.0, 0.5, 1.0, ...: Vega puts about one tick per 40 pixels).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SERIES = ("train", "eval")
+COLORS = {"train": "#1f77b4", "eval": "#ff7f0e"}
+# Run colours in the compare chart (Tableau 10, as Vega's default; distinct from grey and each other).
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+MIN_SPAN = 40   # steps: at ~40 px a tick, whole-number ticks on a chart up to ~1,600 px wide
+X_FORMAT = "d"  # d3-format: integers
+
+
+def _frame(rows: list[tuple], y: str, color: str | None) -> pd.DataFrame:
+    data = {"step": pd.Series([r[0] for r in rows], dtype="float64"),
+            y: pd.Series([r[1] for r in rows], dtype="float64")}
+    if color:
+        data[color] = pd.Series([r[2] for r in rows], dtype="str")
+    return pd.DataFrame(data)
+
+
+def loss_frame(curves: dict | None) -> pd.DataFrame:
+    """Train and eval loss by step, led by one empty row per series (point 1 above)."""
+    rows = [(None, None, name) for name in SERIES]
+    for name in SERIES:
+        rows += [(step, value, name) for step, value in (curves or {}).get(name, [])]
+    return _frame(rows, "loss", "series")
+
+
+def lr_frame(curves: dict | None) -> pd.DataFrame:
+    """The learning rate by step (one series: no colour scale to fix)."""
+    return _frame([(s, v) for s, v in (curves or {}).get("learning_rate", [])], "learning_rate", None)
+
+
+def compare_frame(curves_by_run: dict[str, dict]) -> pd.DataFrame:
+    """Train loss by step for each run, coloured by run id."""
+    rows = [(step, loss, run_id) for run_id, curves in curves_by_run.items() for step, loss in curves["train"]]
+    return _frame(rows, "loss", "run")
+
+
+def x_lim(max_steps, last_step=0) -> list[int]:
+    """[0, the run's length] (at least MIN_SPAN): the curve fills in from the left as the run goes. Without
+    a known length (a run by epochs, before it starts) the span doubles as needed, so it changes rarely."""
+    if max_steps and max_steps > 0:
+        return [0, max(MIN_SPAN, int(max_steps), int(last_step or 0))]
+    span = MIN_SPAN
+    while span < (last_step or 0):
+        span *= 2
+    return [0, span]
+
+
+def loss_settings(max_steps, last_step, has_eval: bool) -> dict:
+    """The chart settings for one run, sent apart from its data (point 2)."""
+    return {"x_lim": x_lim(max_steps, last_step), "colors_in_legend": list(SERIES if has_eval else SERIES[:1])}
+
+
+def compare_colors(run_ids: list[str]) -> dict[str, str]:
+    return {run_id: PALETTE[i % len(PALETTE)] for i, run_id in enumerate(run_ids)}
