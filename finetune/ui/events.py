@@ -227,7 +227,10 @@ def wire_configure(ui, jobs) -> None:
         gr.Info(f"Preset {name} applied.")
         return out
 
-
+    # .select, not .input: Gradio 6's dropdown sends input twice per pick (on the pick, then on its blur), which
+    # applied the preset twice. Through the queue, so "Preset X applied." shows as a toast (an event outside
+    # the queue can only print it to the server's console).
+    then_text(ui.preset.select(on_preset, [ui.preset, *state], fill_out, **{**FAST, "queue": True}))
 
     def on_load_run(path, values, info, request: gr.Request):
         from finetune.runfile.text import read_file
