@@ -45,14 +45,15 @@ def timed(fn, repeat: int) -> float:
 
 def main() -> None:
     start = time.perf_counter()
-    import torch  # noqa: F401
+    import torch
     import transformers  # noqa: F401
     print(f"import torch + transformers: {time.perf_counter() - start:.2f} s (once per process, not counted)")
 
-    from finetune.model import architecture
-    from finetune.runfile import RunConfig
-    from finetune.model.count import count_run
     from tiny_configs import FULL, write_config
+
+    from finetune.model import architecture
+    from finetune.model.count import count_run
+    from finetune.runfile import RunConfig
 
     start = time.perf_counter()
     import peft
@@ -77,15 +78,15 @@ def main() -> None:
         families.add(config["model_type"])
 
         cached = iter(runs)
-        cached_s = timed(lambda: count_run(next(cached)), 200)
+        cached_s = timed(lambda cached=cached: count_run(next(cached)), 200)
         skel = architecture.inspect_model(folder)
 
-        def new_target(i=iter(range(10**6))):
+        def new_target(i=iter(range(10**6)), skel=skel, targets=targets):
             skel.memo.clear()   # as if these targets were never counted on this model
             count_run(targets[next(i) % len(targets)])
         target_s = timed(new_target, 21)
 
-        def with_peft():
+        def with_peft(folder=folder, runs=runs):
             from transformers import AutoConfig, AutoModelForCausalLM
             with torch.device("meta"):
                 model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))

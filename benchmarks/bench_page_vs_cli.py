@@ -112,7 +112,7 @@ def main() -> None:
                 page.append(from_page(tmp / f"runs{rep}", args.steps, not args.no_browser)[0])
             print(f"rep {rep + 1}: page {page[-1]:,.0f} tokens/s, CLI {cli[-1]:,.0f} tokens/s, "
                   f"ratio {page[-1] / cli[-1]:.2f}", flush=True)
-    ratios = [a / b for a, b in zip(page, cli)]
+    ratios = [a / b for a, b in zip(page, cli, strict=True)]
     print(f"{'API, no page' if args.no_browser else 'page'} / CLI tokens/s over {args.reps} pairs of "
           f"{args.steps} steps: median ratio {statistics.median(ratios):.2f} (each: "
           f"{', '.join(f'{r:.2f}' for r in ratios)}; goal >= 0.95)")

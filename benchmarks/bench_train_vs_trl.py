@@ -105,7 +105,7 @@ def main() -> None:
                 print(f"rep {rep + 1}: {name:10s} wall {wall:6.1f} s   cpu {cpu:6.1f} s   in train() {train:6.1f} s   "
                       f"the rest {wall - train:6.1f} s", flush=True)
     # The minimum is the run least disturbed by the rest of the machine; the median shows the spread's middle.
-    ours, plain = ([t + (t[0] - t[2],) for t in times] for times in (ours, plain))   # + the time around train()
+    ours, plain = ([(*t, t[0] - t[2]) for t in times] for times in (ours, plain))   # + the time around train()
     for i, what in enumerate(("wall time", "CPU time", "time in train()", "time outside train()")):
         for name, pick in (("min", min), ("median", statistics.median)):
             a, b = pick(t[i] for t in ours), pick(t[i] for t in plain)

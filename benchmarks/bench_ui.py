@@ -88,8 +88,11 @@ LAUNCH_AND_WATCH = """
     const d = line ? line.getAttribute('d') || '' : '';
     return d ? (d.match(/L/g) || []).length + 1 : 0;
   };
+  // The chart still shows the previous run until the page switches: count from when it shows no line.
+  let armed = drawn() === 0;
   const note = () => {
     const n = drawn(), now = performance.timeOrigin + performance.now();
+    if (!armed) { armed = n === 0; return; }
     for (let i = 1; i <= n; i++) if (!(i in window.__plotTimes)) window.__plotTimes[i] = now;
   };
   if (window.__plotObserver) window.__plotObserver.disconnect();
@@ -104,7 +107,7 @@ LAUNCH_AND_WATCH = """
 
 def summary(values_ms: list[float]) -> dict:
     ok = sorted(v for v in values_ms if v == v)   # NaN: no change within 5 s
-    p95 = ok[min(len(ok) - 1, int(round(0.95 * (len(ok) - 1))))] if ok else float("nan")
+    p95 = ok[min(len(ok) - 1, round(0.95 * (len(ok) - 1)))] if ok else float("nan")
     return {"n": len(ok), "missed": len(values_ms) - len(ok), "median_ms": round(statistics.median(ok), 1),
             "p95_ms": round(p95, 1), "max_ms": round(ok[-1], 1)}
 
@@ -125,7 +128,7 @@ def time_slider(page, samples: int) -> dict:
 
 def time_ticks(page, samples: int) -> dict:
     names = ["k_proj", "v_proj"] * (samples // 2)   # each name twice in a row: untick, then tick again
-    names = [n for pair in zip(names, names) for n in pair][:samples]
+    names = [n for pair in zip(names, names, strict=True) for n in pair][:samples]
     return timings(page.evaluate(TIME_CHANGES, ["#target-modules label", names]))
 
 
@@ -154,9 +157,9 @@ class MetricsTail(threading.Thread):
 def time_plot(page, runs_dir: Path, steps: int, samples: int, runs: int) -> dict:
     from finetune.ui.plots import COLORS
 
-    for elem_id, value in (("max-steps", steps), ("batch-size", 1), ("grad-accum", 1)):
-        page.locator(f"#{elem_id} input").fill(str(value))
-        page.locator(f"#{elem_id} input").press("Enter")
+    for elem_id, value in (("lora-r", 16), ("max-steps", steps), ("batch-size", 1), ("grad-accum", 1)):
+        page.locator(f"#{elem_id} input[type=number]").fill(str(value))
+        page.locator(f"#{elem_id} input[type=number]").press("Enter")
     page.wait_for_function(f"document.querySelector('#run-file').innerText.includes('max_steps: {steps}\\n')")
     out, busy = [], None
     for n in range(runs):
@@ -168,12 +171,15 @@ def time_plot(page, runs_dir: Path, steps: int, samples: int, runs: int) -> dict
         run_id = page.locator("#run-select input").input_value().split(" · ")[0]
         tail = MetricsTail(runs_dir / run_id / "metrics.jsonl")
         tail.start()
-        if n == 0:   # while it trains, the count again: now the job competes for the CPU
-            page.wait_for_function("document.querySelector('#run-progress').innerText.includes('step 1')",
-                                   timeout=300_000)
+        status = runs_dir / run_id / "status.json"
+        if n == runs - 1 and samples:   # in the last run, the count again: now the job competes for the CPU
+            while not tail.times:
+                time.sleep(0.1)
             busy = time_slider(page, samples)
-        page.wait_for_function("document.querySelector('#run-progress').innerText.includes('completed')",
-                               timeout=900_000)
+        deadline = time.monotonic() + 900
+        while json.loads(status.read_text()).get("state") != "completed":
+            assert time.monotonic() < deadline, f"{run_id} did not complete"
+            time.sleep(0.5)
         time.sleep(3)
         tail.stop.set()
         tail.join()
@@ -183,7 +189,7 @@ def time_plot(page, runs_dir: Path, steps: int, samples: int, runs: int) -> dict
                     "launch_to_first_record_s": round(tail.times[0] - launched / 1000, 2) if tail.times else None,
                     "launch_to_first_point_s": round((shown["1"] - launched) / 1000, 2) if "1" in shown else None,
                     "step_to_point": summary(lags) if lags else None})
-    return {"runs": out, "count_while_training": busy}
+    return {"runs": out, "count_while_training (last run)": busy}
 
 
 def main() -> None:
@@ -204,7 +210,8 @@ def main() -> None:
             time_slider(page, 10)   # warm-up: first requests, JIT
             results = {} if args.plot_only else {"slider_to_count": time_slider(page, args.samples),
                                                  "tick_to_count": time_ticks(page, max(10, args.samples // 2))}
-            results.update(time_plot(page, runs_dir, args.steps, max(10, args.samples // 2), args.runs))
+            results.update(time_plot(page, runs_dir, args.steps, 0 if args.plot_only else max(10, args.samples // 2),
+                                     args.runs))
             browser.close()
     print(json.dumps(results, indent=1))
     if args.out:

@@ -31,8 +31,8 @@ def report(problems) -> int:
 
 
 def count_one(path: str) -> dict:
-    from finetune.runfile import load_run
     from finetune.model.memory import count_json
+    from finetune.runfile import load_run
 
     return count_json(load_run(path), path)   # the count, and "memory": the GPU memory estimate in bytes
 
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(> run.yaml); what cannot be carried over is said on stderr")
     p.add_argument("config", metavar="CONFIG", help="an Axolotl YAML, or adapter_config.json (or its folder)")
     p.set_defaults(func=cmd_import)
-    from finetune.adapter.cli import add_commands   # generate, merge, push
+    from finetune.adapter.cli import add_commands  # generate, merge, push
 
     add_commands(sub)
     return parser

@@ -1,8 +1,8 @@
 """The job's small promises: the built-in demo run file can be run again (a fresh numbered folder), and
 resuming a finished run says it was already complete instead of reporting "0 steps in 0.0 s"."""
 
-import yaml
 import pytest
+import yaml
 
 from finetune.demo import RUN_FILE
 from finetune.runfile import load_run

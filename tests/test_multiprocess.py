@@ -9,7 +9,6 @@ another one). FSDP and DeepSpeed need GPUs (accelerate's rule): their path is te
 """
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -22,8 +21,7 @@ import pytest
 import yaml
 
 from finetune.errors import RunFileError
-from finetune.jobs import JobManager
-from finetune.jobs import slots
+from finetune.jobs import JobManager, slots
 from finetune.runfile import parse_run
 from finetune.runfile.export import export
 from finetune.runfile.export_accelerate import accelerate_config, to_accelerate
@@ -217,7 +215,7 @@ def test_accelerate_export_is_a_valid_config_with_the_cluster_command(tmp_path):
     assert "--machine_rank $SLURM_NODEID" in text
     zero = accelerate_config(parse_run("training: {devices: 2, strategy: deepspeed, zero_stage: 3}"))
     assert zero["deepspeed_config"]["zero_stage"] == 3 and zero["num_processes"] == 2
-    with pytest.raises(RunFileError, match='training.devices: "auto" cannot be exported'):
+    with pytest.raises(RunFileError, match=r'training\.devices: "auto" cannot be exported'):
         to_accelerate(parse_run("training: {devices: auto}"), "run.yaml")
 
 
@@ -252,7 +250,7 @@ def adapter_shapes(folder: Path) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(folder / "adapter" / "adapter_model.safetensors"), "pt") as f:
-        return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+        return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118 -- safe_open has no __iter__
 
 
 def rank_processes(run_yaml: Path) -> list[psutil.Process]:

@@ -9,11 +9,15 @@ finetune.data.files' job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from finetune.runfile import DataSection, RunConfig
 from finetune.data.files import columns_of, columns_shown, from_rows, load_raw
 from finetune.data.registry import BY_NAME, FORMATS, from_sharegpt
 from finetune.errors import DataError
+from finetune.runfile import DataSection, RunConfig
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 SHOWN = 5  # problems listed before "... and N more": enough to see the pattern, short enough to read
 
@@ -21,8 +25,8 @@ SHOWN = 5  # problems listed before "... and N more": enough to see the pattern,
 @dataclass
 class Examples:
     """A loaded dataset in TRL's shape, with what the job log and the UI say about it."""
-    train: object                 # datasets.Dataset
-    eval: object | None           # datasets.Dataset, when data.eval_size > 0
+    train: Dataset
+    eval: Dataset | None          # when data.eval_size > 0
     format: str                   # chat | prompt_completion | alpaca | text (as found, before conversion)
 
 

@@ -99,7 +99,7 @@ def alpaca_to_prompt_completion(row: dict, chat: bool) -> dict:
     if chat:
         user = f"{instruction}\n\n{extra}" if extra else instruction
         prompt = ([{"role": "system", "content": row["system"]}] if row.get("system") else [])
-        return {"prompt": prompt + [{"role": "user", "content": user}],
+        return {"prompt": [*prompt, {"role": "user", "content": user}],
                 "completion": [{"role": "assistant", "content": row["output"]}]}
     text = ALPACA_PROMPT.format(instruction=instruction, input=f"### Input:\n{extra}\n\n" if extra else "")
     return {"prompt": text, "completion": row["output"]}

@@ -84,7 +84,7 @@ def _trainable(folder: RunFolder) -> int | None:
 
 
 def _signature(folder: RunFolder) -> tuple:
-    sig = []
+    sig: list[tuple[int, int] | None] = []
     for path in (folder.status_file, folder.metrics_file, folder.run_yaml):
         try:
             st = path.stat()

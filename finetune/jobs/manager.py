@@ -56,19 +56,19 @@ from pathlib import Path
 
 import yaml
 
+from finetune.errors import RunFileError
+from finetune.jobs import cancel as stopping
+from finetune.jobs import slots as slotting
+from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, spawn
+from finetune.model.count import count_run
 from finetune.runfile import RunConfig, parse_run
 from finetune.runfile.validators import show
-from finetune.model.count import count_run
-from finetune.errors import RunFileError
-from finetune.jobs import slots as slotting
-from finetune.jobs import cancel as stopping
-from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, spawn
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock, so every manager acts as the runner
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # a module or None: the lock checks for None before use
 
 log = logging.getLogger(__name__)
 

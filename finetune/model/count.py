@@ -18,11 +18,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from finetune.model.dtypes import SAFETENSORS_NAME, resolve_dtype
-from finetune.model.architecture import EMBEDDING, Skeleton, inspect_model
-from finetune.runfile.validators import show
 from finetune.errors import RunFileError
+from finetune.model.architecture import EMBEDDING, Skeleton, inspect_model
+from finetune.model.dtypes import SAFETENSORS_NAME, resolve_dtype
 from finetune.model.targets import Match, match
+from finetune.runfile.validators import show
 
 DTYPE_BYTES = {"F32": 4, "BF16": 2, "F16": 2}
 
@@ -90,7 +90,7 @@ def count_lora(skel: Skeleton, lora, dtype: str = "F32") -> Count:
 
     modules: dict = {}
     trainable = 0
-    for (short, kind, fin, fout, _), per_rank in ranks["buckets"].items():
+    for (short, _kind, fin, fout, _), per_rank in ranks["buckets"].items():
         for rank, layers in per_rank.items():
             r = rank or lora.r
             each = r * (fin + fout)
@@ -106,7 +106,7 @@ def count_lora(skel: Skeleton, lora, dtype: str = "F32") -> Count:
     if bias_params:
         modules["bias"] = {"layers": bias_tensors, "params": bias_params}
         trainable += bias_params
-    for i, entry, params in zip(found.saved, found.saved_entry, found.saved_sizes):
+    for i, entry, params in zip(found.saved, found.saved_entry, found.saved_sizes, strict=True):
         m = skel.modules[i]
         row = modules.setdefault(entry if entry not in modules else f"{entry} (full)",
                                  {"layers": 0, "shape": [m.in_features, m.out_features] if m.in_features else None,
@@ -129,7 +129,7 @@ def _add(modules: dict, short: str, layers: int, shape: tuple, r: int, params: i
     row["params"] += params
     shapes = row["shape"] if isinstance(row["shape"][0], list) else [row["shape"]]
     if list(shape) not in shapes:
-        row["shape"] = shapes + [list(shape)]
+        row["shape"] = [*shapes, list(shape)]
     ranks = row.pop("r", None)
     ranks = set(row.get("ranks", [])) | ({ranks} if ranks else set()) | {r}
     if len(ranks) == 1:
@@ -193,7 +193,7 @@ def _biases(skel: Skeleton, found: Match, ranks: dict, bias: str) -> tuple[int, 
         key = ("bias-all", found.key)
         cached = skel.memo.get(key)
         if cached is None:
-            hits = [n for i, (name, n) in enumerate(zip(skel.param_names, skel.param_numels))
+            hits = [n for i, (name, n) in enumerate(zip(skel.param_names, skel.param_numels, strict=True))
                     if (name == "bias" or name.endswith(".bias")) and i not in found.frozen]
             cached = skel.memo[key] = (len(hits), sum(hits))
         return cached

@@ -9,10 +9,10 @@ import logging
 import os
 import warnings
 
-from finetune.runfile import LoraSection, ModelSection
 from finetune.demo import resolve_model
 from finetune.errors import RunFileError
 from finetune.model.dtypes import resolve_dtype
+from finetune.runfile import LoraSection, ModelSection
 
 
 def quiet_libraries() -> None:

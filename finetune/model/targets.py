@@ -19,10 +19,10 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from finetune.model.architecture import ADAPTABLE, CONV1D, EMBEDDING, LINEAR, Skeleton
-from finetune.runfile.validators import did_you_mean, show
 from finetune.errors import RunFileError
+from finetune.model.architecture import ADAPTABLE, CONV1D, EMBEDDING, LINEAR, Skeleton
 from finetune.runfile.schema import ALL_LINEAR
+from finetune.runfile.validators import did_you_mean, show
 
 MEMO_LIMIT = 256     # cached matchings per model before the memo starts afresh
 CONTAINERS = ("ModuleList", "ModuleDict", "ParameterList", "ParameterDict")   # PEFT cannot wrap these
@@ -234,7 +234,7 @@ def _saved(skel: Skeleton, entries, problems):
     saved, saved_entry = [saved[k] for k in order], [saved_entry[k] for k in order]
     names = [skel.modules[i].name for i in saved]
     reported = set()
-    for i, name, entry in zip(saved, names, saved_entry):
+    for i, name, entry in zip(saved, names, saved_entry, strict=True):
         m = skel.modules[i]
         if m.cls in CONTAINERS and entry not in reported:
             reported.add(entry)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import yaml
 
 from finetune.data.registry import BY_NAME
-from finetune.runfile import ALL_LINEAR, RunConfig, axolotl
 from finetune.demo import resolve_data, resolve_model
+from finetune.runfile import ALL_LINEAR, RunConfig, axolotl
 from finetune.runfile.parallel import LAUNCH_FIELDS
 
 # LoraSection fields left out of the exported LoraConfig when they hold PEFT's own default.

@@ -90,9 +90,9 @@ def to_accelerate(run, run_path: str, num_machines: int = 1, machine_rank: int =
              "# Launch, on each machine:" if num_machines > 1 else "# Launch:",
              f"#   {launch_command(run_path, machine_rank=rank, main_process_ip=ip, num_machines=num_machines)}"]
     if num_machines > 1:
-        lines += ["#   (machine_rank 0 .. {0}; MAIN_PROCESS_IP is the address of machine_rank 0, port {1})".format(
-                  num_machines - 1, main_process_port), "#",
-                  "# With Slurm (sbatch --nodes {0} --ntasks-per-node 1 --gpus-per-node {1}):".format(num_machines, n),
+        lines += [f"#   (machine_rank 0 .. {num_machines - 1}; MAIN_PROCESS_IP is the address of machine_rank 0, "
+                  f"port {main_process_port})", "#",
+                  f"# With Slurm (sbatch --nodes {num_machines} --ntasks-per-node 1 --gpus-per-node {n}):",
                   "#   export MAIN_PROCESS_IP=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)",
                   "#   srun bash -c '" + launch_command(run_path, machine_rank="$SLURM_NODEID",
                                                           main_process_ip=ip, num_machines=num_machines) + "'"]

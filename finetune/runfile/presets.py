@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finetune.runfile import parse_text
 from finetune.errors import RunFileError
+from finetune.runfile import parse_text
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 

@@ -12,13 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.runfile.validators import (Choice, DictOf, Flag, Int, IntOrList, Num, OrNull, Str, StrOrList,
-                                         build_section, check_training_extra, did_you_mean, show)
 from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.errors import RunFileError
 from finetune.runfile.parallel import Devices, strategy_problems
 from finetune.runfile.repo_id import RepoId
-from finetune.runfile.text import dump_yaml, read_file, parse_text
+from finetune.runfile.text import dump_yaml, parse_text, read_file
+from finetune.runfile.validators import (
+    Choice,
+    DictOf,
+    Flag,
+    Int,
+    IntOrList,
+    Num,
+    OrNull,
+    Str,
+    StrOrList,
+    build_section,
+    check_training_extra,
+    did_you_mean,
+    show,
+)
 
 ALL_LINEAR = "all-linear"  # PEFT's shorthand for every Linear but the output layer; PEFT reads it in any case
 DEMO = "demo"  # the name that stands for the built-in demo model and dataset (finetune/demo/)
@@ -183,7 +196,7 @@ class RunConfig:
     training_extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, raw: Any) -> "RunConfig":
+    def from_dict(cls, raw: Any) -> RunConfig:
         """Build and check a run from its parsed file; raises RunFileError listing every problem."""
         return check_run(cls, raw)
 

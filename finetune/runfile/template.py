@@ -24,7 +24,7 @@ def _section_doc(cls) -> str:
 
 def run_template(preset: str | None = None, model: str | None = None) -> str:
     """The commented run file; raises RunFileError for an unknown preset or a value the run file refuses."""
-    from finetune.runfile.presets import _header, PRESETS_DIR, load_preset
+    from finetune.runfile.presets import PRESETS_DIR, _header, load_preset
 
     raw = load_preset(preset) if preset else {}
     if model:

@@ -140,7 +140,7 @@ def trainer_args(run, size: int, cuda: bool) -> dict:
     t = run.training
     # LoRA trains every adapter on every step, so DDP need not look for unused parameters (a whole extra
     # pass over the autograd graph per step, and a warning per rank).
-    out = {"ddp_backend": "nccl" if cuda else "gloo", "ddp_find_unused_parameters": False}
+    out: dict[str, object] = {"ddp_backend": "nccl" if cuda else "gloo", "ddp_find_unused_parameters": False}
     if t.strategy == "fsdp":
         out["fsdp"] = True
         out["fsdp_config"] = fsdp_config(run)
@@ -229,7 +229,7 @@ def gather_problems(problems: list[str]) -> list[str]:
     dist = _group()
     if dist is None:
         return problems
-    everyone = [None] * dist.get_world_size()
+    everyone: list[list[str] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, problems)
     return list(dict.fromkeys(p for mine in everyone for p in (mine or [])))
 

@@ -21,12 +21,19 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from finetune.runfile import RunConfig, load_run
 from finetune.errors import RunFileError
-from finetune.train import distributed
-from finetune.train import checkpoints
+from finetune.runfile import RunConfig, load_run
+from finetune.train import checkpoints, distributed
 from finetune.train.runfolder import RunFolder
+
+if TYPE_CHECKING:  # annotations only: the job imports the heavy libraries late, after the checks
+    from transformers import PreTrainedTokenizerBase
+    from trl import SFTConfig
+
+    from finetune.data.formats import Examples
+    from finetune.model.count import Count
 
 CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"}
 
@@ -35,11 +42,11 @@ CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "
 class Plan:
     """Everything setup checked, kept so the job does not read or compute it twice."""
     run: RunConfig
-    tokenizer: object
-    examples: object                   # finetune.data.Examples
-    args: object                       # trl.SFTConfig
+    tokenizer: PreTrainedTokenizerBase
+    examples: Examples
+    args: SFTConfig | None             # built last by setup(), from the rest of the plan
     checkpoint: str | None = None      # what --resume goes on from
-    count: object = None               # finetune.model.count.Count: what PEFT must report at start
+    count: Count | None = None         # what PEFT must report at start
     notes: list[str] = field(default_factory=list)  # lines for train.log about choices made for the user
 
 
@@ -74,6 +81,7 @@ def setup(run_path: str, resume: bool) -> Plan:
             problems += exc.problems
     if problems:
         raise RunFileError(problems)
+    assert tokenizer is not None and examples is not None, "either is None only after a problem was raised"
     plan = Plan(run, tokenizer, examples, None, count=count, notes=notes)
     plan.checkpoint = last_checkpoint(run.training.output_dir) if resume else None
     if problems := distributed.resume_problems(plan.checkpoint, distributed.world_size()):
@@ -266,6 +274,7 @@ def already_complete(plan: Plan, folder: RunFolder, step: int) -> str:
     """Resuming a finished run: say so; the adapter is the final checkpoint's, written if it is missing."""
     import shutil
 
+    assert plan.checkpoint is not None, "finished_step() finds a step only in a checkpoint"
     print(f"trained: nothing left to train: the run was already complete at step {step} "
           f"({os.path.basename(plan.checkpoint)})", flush=True)
     if distributed.is_main() and not (folder.adapter_dir / "adapter_model.safetensors").is_file():
@@ -284,14 +293,15 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
-    from finetune.train.callbacks import RunCallback
     from finetune.model.loading import device_kind, load_model, lora_config
+    from finetune.train.callbacks import RunCallback
 
     run = plan.run
+    assert plan.args is not None, "setup() builds the SFTConfig"
     if (done := finished_step(plan)) is not None:
         return already_complete(plan, folder, done)
     print(f"model: {run.model.name_or_path} (quantization {run.model.quantization}, {device_kind()}, "
-          f"{plan.args.bf16 and 'bf16' or plan.args.fp16 and 'fp16' or 'fp32'})", flush=True)
+          f"{(plan.args.bf16 and 'bf16') or (plan.args.fp16 and 'fp16') or 'fp32'})", flush=True)
     sharded = distributed.world_size() > 1 and run.training.strategy == "fsdp"
     model = load_model(run.model, run.training.gradient_checkpointing, sharded=sharded)
     last_step = int(plan.checkpoint.rsplit("-", 1)[1]) if plan.checkpoint else 0
@@ -311,7 +321,7 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     if distributed.world_size() > 1:  # every rank takes part (FSDP gathers the shards); rank 0 writes
         trainer.save_model(str(folder.adapter_dir))
     else:
-        trainer.model.save_pretrained(folder.adapter_dir)
+        trainer.model.save_pretrained(folder.adapter_dir)  # type: ignore[union-attr, operator]  # Trainer types .model as any Module; here it is PEFT's model
         plan.tokenizer.save_pretrained(folder.adapter_dir)
     state = "completed" if result.global_step >= trainer.state.max_steps else "cancelled"
     print(f"{state}: adapter saved to {folder.adapter_dir}", flush=True)
@@ -330,7 +340,7 @@ def main(run_path: str, resume: bool = False) -> int:
     # setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(line_buffering=True)  # train.log follows the job line by line
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # typeshed: TextIO; really a TextIOWrapper  # train.log follows the job line by line
     try:
         if distributed.is_rank():
             distributed.start_rank()  # its lines prefixed [rankN], the process group, a watch on the launcher
@@ -387,7 +397,7 @@ def run_job(run_path: str, resume: bool, stopper) -> int:
         print(f"cancelled ({exc}): stopped at once, before an adapter could be saved", flush=True)
         write_status(state="cancelled", finished_at=time.time(), error=None)
         return 0
-    except BaseException as exc:  # noqa: BLE001 - any crash, even KeyboardInterrupt, must leave a status
+    except BaseException as exc:
         traceback.print_exc()
         reason = (str(exc).strip().splitlines() or [""])[0]
         write_status(state="failed", finished_at=time.time(), error=f"{type(exc).__name__}: {reason}"[:500])

@@ -10,21 +10,21 @@ def build_app(runs_dir=None):
     runs/). Call `jobs.shutdown()` when the server stops."""
     import gradio as gr
 
-    from finetune.data.uploads import prune as prune_uploads
-    from finetune.jobs import JobManager
     from finetune.adapter.keeper import Keeper
     from finetune.adapter.service import Playground
-    from finetune.ui.keep import register_push_api
-    from finetune.ui.playground import register_generate_api, wire_playground
+    from finetune.data.uploads import prune as prune_uploads
+    from finetune.jobs import JobManager
     from finetune.ui import devices
     from finetune.ui.api import register_api
     from finetune.ui.events import wire_configure
     from finetune.ui.force import wire_force
     from finetune.ui.guard import quiet_user_errors
+    from finetune.ui.keep import register_push_api
     from finetune.ui.layout import build_layout
     from finetune.ui.live import on_page_load, wire_live
-    from finetune.ui.runs import wire_runs
     from finetune.ui.panel import initial
+    from finetune.ui.playground import register_generate_api, wire_playground
+    from finetune.ui.runs import wire_runs
 
     quiet_user_errors()   # a gr.Error is a refusal: one log line, not a traceback (ui/guard.py)
     jobs = JobManager(runs_dir)

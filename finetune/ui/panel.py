@@ -11,9 +11,9 @@ import dataclasses
 
 import gradio as gr
 
-from finetune.runfile import DEMO, RunConfig, dump_yaml, load_run
 from finetune.demo import RUN_FILE
 from finetune.errors import RunFileError
+from finetune.runfile import DEMO, RunConfig, dump_yaml, load_run
 from finetune.ui import access, memory_view, render
 from finetune.ui.form import FORM_KEYS, form_to_run, run_to_form
 

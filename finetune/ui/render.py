@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+
 def human_bytes(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -86,7 +87,7 @@ def model_note(skel) -> str:
 def duration(seconds) -> str:
     if seconds is None:
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)
