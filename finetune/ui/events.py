@@ -20,12 +20,20 @@ from pathlib import Path
 
 import gradio as gr
 
-from finetune.runfile import DEMO, overlay
 from finetune.errors import RunFileError
+from finetune.runfile import DEMO, overlay
 from finetune.ui import memory_view, render
 from finetune.ui.form import FORM_KEYS, extra_of
-from finetune.ui.panel import (COUNT_VIEW_SIZE, form_run, count_view, form_values, model_info, retarget, run_file_text,
-                               widget_updates)
+from finetune.ui.panel import (
+    COUNT_VIEW_SIZE,
+    count_view,
+    form_run,
+    form_values,
+    model_info,
+    retarget,
+    run_file_text,
+    widget_updates,
+)
 
 # Redraws the count in the page the moment the r slider moves: trainable (and total) parameters are affine
 # in r, and the server's last answer carries r, the slope and the count (render.count_headline). The
@@ -232,18 +240,27 @@ def wire_configure(ui, jobs) -> None:
     # the queue can only print it to the server's console).
     then_text(ui.preset.select(on_preset, [ui.preset, *state], fill_out, **{**FAST, "queue": True}))
 
+    def kind_label(kind: str) -> str:
+        return {"axolotl": "an Axolotl config", "peft": "a PEFT adapter_config.json"}.get(kind, kind)
+
     def on_load_run(path, values, info, request: gr.Request):
         from finetune.runfile.text import read_file
         from finetune.ui.guard import user_error
 
         name = Path(path).name
+        from finetune.runfile.importers import as_run_file
+
         try:   # read_file refuses a file over the run-file size limit before reading it
             raw = read_file(path, source=name)
+            # An Axolotl config or a PEFT adapter_config.json is imported (`python -m finetune import`).
+            raw, notes, kind = as_run_file(raw)
         except RunFileError as exc:
             raise user_error("\n".join(exc.problems)) from None
         with locked(request):
             out = fill(raw, extra_of(raw), values, info)
-        gr.Info(f"Loaded {name}.")
+        for note in notes:
+            gr.Warning(f"{name}: {note}")
+        gr.Info(f"Loaded {name}" + ("." if kind == "run" else f" (imported from {kind_label(kind)})."))
         return out
 
     def on_clone(run_id, values, info, request: gr.Request):

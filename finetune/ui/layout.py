@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from finetune.runfile import DEMO, field_help
-from finetune.data.registry import FORMATS
 from finetune import space
+from finetune.data.registry import FORMATS
+from finetune.runfile import DEMO, field_help
 from finetune.ui import access, devices, memory_view, playground, plots
 from finetune.ui.runs import RUNS_COLUMNS
 
@@ -196,7 +196,7 @@ def build_layout(initial: dict) -> SimpleNamespace:
                                   interactive=initial["launchable"])
             ui.run_file = gr.Code(initial["run_file"], language="yaml", label="Run file", lines=12, max_lines=24, interactive=False,
                                   buttons=["copy", "download"], elem_id="run-file")
-            ui.load_run = gr.UploadButton("Load a run file (.yaml / .json)", file_types=[".yaml", ".yml", ".json"],
+            ui.load_run = gr.UploadButton("Load a run file, Axolotl config or adapter_config.json", file_types=[".yaml", ".yml", ".json"],
                                           size="sm", elem_id="load-run")
 
     gr.Markdown("## Runs")
