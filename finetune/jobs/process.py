@@ -36,6 +36,7 @@ def spawn(argv: list[str], log_file: Path, cwd: Path, gpu: str | None) -> subpro
     """Start a job detached from us. Its output goes to `log_file`: a pipe nobody drains fills up and stalls
     training. Its own session keeps the app's Ctrl-C away from it and lets a cancel signal its whole group."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # the log streams instead of arriving in 8 KiB blocks
+    env["FINETUNE_SERVING"] = "1"   # it shares the machine with the page: finetune/train/threads.py
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from finetune.errors import RunFileError
 from finetune.runfile import RunConfig, load_run
-from finetune.train import checkpoints, distributed
+from finetune.train import checkpoints, distributed, threads
 from finetune.train.runfolder import RunFolder
 
 if TYPE_CHECKING:  # annotations only: the job imports the heavy libraries late, after the checks
@@ -57,9 +57,12 @@ def setup(run_path: str, resume: bool) -> Plan:
 
     quiet_libraries()  # before the libraries load: some speak once, at import
     run = load_run(run_path)
+    cpu_threads = threads.leave_a_core_to_the_page(run.training.devices)   # before torch loads
     fresh = fresh_demo_folder(run, run_path, resume)
     problems = device_problems(run.model) + folder_problems(run, resume)
     count, notes = None, [fresh] if fresh else []
+    if cpu_threads:
+        notes.append(f"cpu: {cpu_threads} torch thread(s), one core left to the app serving the page")
     try:
         count = count_run(run)
     except RunFileError as exc:

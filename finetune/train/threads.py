@@ -1,0 +1,38 @@
+"""How many CPU threads a job's torch may use when it shares the machine with the app serving its page.
+
+A job the app started (finetune.jobs marks it with FINETUNE_SERVING=1) trains beside the web server and,
+often, the browser drawing its loss curve. With one torch thread per core, every redraw took a core from
+the job's threads, whose steps then waited on the slowest: the demo trained at a quarter to a third of the
+CLI's tokens/s (benchmarks/bench_page_vs_cli.py). Leaving one core to the page costs little: on two cores
+the demo model trains as fast on one thread as on two (its matrices are too small to split). A run from the
+CLI keeps every core; OMP_NUM_THREADS set by the user always wins; GPU jobs and multi-process runs
+(finetune.train.launch shares the cores between ranks) are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+SERVING = "FINETUNE_SERVING"
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def leave_a_core_to_the_page(devices) -> int | None:
+    """Call before torch is imported. Sets OMP_NUM_THREADS for a single-device CPU job started by the app
+    (`devices: auto` without a GPU is one device); returns the thread count chosen, or None when it left
+    the default."""
+    from finetune.model.dtypes import this_device
+
+    if os.environ.get(SERVING) != "1" or "OMP_NUM_THREADS" in os.environ or devices not in (1, "auto"):
+        return None
+    if os.environ.get("WORLD_SIZE", "1") != "1" or this_device().cuda:
+        return None
+    n = max(1, cores() - 1)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    return n

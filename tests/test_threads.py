@@ -1,0 +1,49 @@
+"""finetune.train.threads: a CPU job the app started leaves one core to the page; nothing else changes."""
+
+import pytest
+
+from finetune.model.dtypes import this_device
+from finetune.train import threads
+
+pytestmark = pytest.mark.skipif(this_device().cuda, reason="GPU jobs keep torch's default")
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "WORLD_SIZE", threads.SERVING):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_job_the_app_started_leaves_one_core(env):
+    env.setenv(threads.SERVING, "1")
+    expected = max(1, threads.cores() - 1)
+    assert threads.leave_a_core_to_the_page(1) == expected
+    import os
+
+    assert os.environ["OMP_NUM_THREADS"] == str(expected)
+
+
+@pytest.mark.parametrize("case", ["cli", "user-set", "two-devices", "a-rank"])
+def test_everything_else_keeps_its_threads(env, case):
+    import os
+
+    if case != "cli":
+        env.setenv(threads.SERVING, "1")
+    if case == "user-set":
+        env.setenv("OMP_NUM_THREADS", "7")
+    if case == "a-rank":
+        env.setenv("WORLD_SIZE", "2")
+    assert threads.leave_a_core_to_the_page(2 if case == "two-devices" else 1) is None
+    assert os.environ.get("OMP_NUM_THREADS") == ("7" if case == "user-set" else None)
+
+
+def test_jobs_started_by_the_manager_are_marked(tmp_path):
+    import sys
+
+    from finetune.jobs.process import spawn
+
+    log = tmp_path / "log"
+    spawn([sys.executable, "-c", f"import os; print(os.environ.get({threads.SERVING!r}))"], log, tmp_path,
+          None).wait(timeout=60)
+    assert log.read_text().strip() == "1"
