@@ -238,13 +238,13 @@ def test_a_run_streams_its_loss_reattaches_after_reload_cancels_and_resumes(page
     seen = page.evaluate(TRAIN_POINTS)
 
     page.reload()
-    page.wait_for_function(f"{TRAIN_POINTS} >= {seen}", timeout=20_000)   # the whole curve, from the folder
+    page.wait_for_function(f"{TRAIN_POINTS} >= {seen}", timeout=60_000)   # the whole curve, from the folder
     assert selected_run(page) == run_id
     wait_for_curve(page, least=100)
 
     other = browser.new_context().new_page()   # a second browser attaches to the same run
     other.goto(app_url)
-    other.wait_for_function(f"{TRAIN_POINTS} >= {seen}", timeout=20_000)
+    other.wait_for_function(f"{TRAIN_POINTS} >= {seen}", timeout=60_000)
     assert selected_run(other) == run_id
     other.context.close()
 
@@ -342,18 +342,22 @@ def test_three_runs_in_a_row_from_one_page_each_draw_their_curve(page, runs_dir)
 
 @pytest.mark.slow
 def test_a_run_started_through_the_api_draws_in_an_open_page(page, browser, app_url):
-    """A page showing a finished run follows a run launched through /launch; a run another page launches is
-    listed within seconds but does not take the page over."""
+    """A page showing a finished run follows a run launched through /launch, and draws its train and eval
+    loss; a run another page launches is listed within seconds but does not take the page over."""
     from gradio_client import Client
 
-    run_text = "model: {name_or_path: demo}\nlora: {r: 6}\ntraining: {max_steps: 12}\n"
-    page.wait_for_function("document.querySelector('#run-select input').value !== ''", timeout=10_000)
+    run_text = ("model: {name_or_path: demo}\nlora: {r: 6}\ndata: {path: demo, eval_size: 16}\n"
+                "training: {max_steps: 12, eval_steps: 3}\n")   # with eval loss: a second series
+    page.wait_for_function("document.querySelector('#run-progress').innerText.trim() !== ''", timeout=20_000)
     api_run = Client(app_url, verbose=False).predict(run_text, api_name="/launch")
     page.wait_for_function("id => document.querySelector('#run-select input').value.startsWith(id + ' ')",
                            arg=api_run, timeout=10_000)
     wait_for_curve(page, least=120, timeout=300, while_text="running")
     wait_for_state(page, "completed", timeout=300)
     assert colour_pixels(page, "#loss-plot", TRAIN) >= CURVE_PX
+    wait_for_curve(page, rgb=EVAL, least=150, timeout=10)   # eval loss at steps 3, 6, 9, 12
+    legend = page.locator("#loss-plot .role-legend-label text").evaluate_all("els => els.map(e => e.textContent)")
+    assert legend == ["train", "eval"], legend
 
     other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     other.goto(app_url)
