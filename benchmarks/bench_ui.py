@@ -180,7 +180,10 @@ def time_plot(page, runs_dir: Path, steps: int, samples: int, runs: int) -> dict
         while json.loads(status.read_text()).get("state") != "completed":
             assert time.monotonic() < deadline, f"{run_id} did not complete"
             time.sleep(0.5)
-        time.sleep(3)
+        deadline = time.monotonic() + 30   # the page may lag behind the folder: give it time to draw them all
+        time.sleep(1)
+        while len(page.evaluate("window.__plotTimes")) < len(tail.times) and time.monotonic() < deadline:
+            time.sleep(0.5)
         tail.stop.set()
         tail.join()
         shown, launched = page.evaluate("window.__plotTimes"), page.evaluate("window.__launchAt")

@@ -9,11 +9,13 @@ model's config.json, once per run.yaml.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -24,7 +26,8 @@ CURVES = {"train": "loss", "eval": "eval_loss", "learning_rate": "learning_rate"
 # Keys that differ between any two runs by construction: not worth listing in a diff.
 UNCOMPARED = {"training.output_dir"}
 
-_cache: dict[str, tuple[tuple, dict]] = {}   # folder path -> (its files' signature, summary without timing)
+# "path" -> (its files' signature, what was read from them): a folder's summary, a run.yaml, its count
+_cache: dict[str, tuple[tuple, Any]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -54,12 +57,25 @@ def run_dirs(runs_dir) -> list[Path]:
 
 
 def settings(folder: RunFolder) -> dict:
-    """The run's run.yaml as a dict ({} when it is missing or unreadable)."""
+    """The run's run.yaml as a dict ({} when it is missing or unreadable); parsed once per version of the
+    file (a page asks every second, and parsing takes milliseconds)."""
+    try:
+        stat = folder.run_yaml.stat()
+    except OSError:
+        return {}
+    key, sig = f"yaml:{folder.run_yaml}", (stat.st_mtime_ns, stat.st_size)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit and hit[0] == sig:
+        return copy.deepcopy(hit[1])
     try:
         data = yaml.safe_load(folder.run_yaml.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        data = None
+    data = data if isinstance(data, dict) else {}
+    with _cache_lock:
+        _cache[key] = (sig, data)
+    return copy.deepcopy(data)
 
 
 def checkpoints(folder: RunFolder) -> list[int]:
@@ -78,9 +94,21 @@ def _trainable(folder: RunFolder) -> int | None:
     from finetune.runfile import load_run
 
     try:
-        return count_run(load_run(folder.run_yaml)).trainable
+        stat = folder.run_yaml.stat()
+    except OSError:
+        return None
+    key, sig = f"count:{folder.run_yaml}", (stat.st_mtime_ns, stat.st_size)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit and hit[0] == sig:
+        return hit[1]
+    try:
+        trainable = count_run(load_run(folder.run_yaml)).trainable
     except (RunFileError, OSError, ValueError):
-        return None   # a model the count cannot read (offline Hub id...): the table shows nothing
+        trainable = None   # a model the count cannot read (offline Hub id...): the table shows nothing
+    with _cache_lock:
+        _cache[key] = (sig, trainable)
+    return trainable
 
 
 def _signature(folder: RunFolder) -> tuple:

@@ -77,10 +77,10 @@ def wire_runs(ui, jobs) -> None:
         """The table and the compare choices, re-read every second; sent only when they changed. The compare
         chart follows runs still training (data only: its runs and colours are unchanged)."""
         rows = history.summaries(jobs.runs_dir)
-        frame = table(rows)
-        key = frame.values.tolist()
+        key = [[cell(r) for cell in RUNS_COLUMNS.values()] for r in rows]
         if key == shown:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        frame = pd.DataFrame(key, columns=list(RUNS_COLUMNS))
         chart = gr.skip()
         if compared and len(compared) >= 2 and shown is not None:
             old = {row[0]: row for row in shown}
