@@ -142,6 +142,6 @@ def test_a_cancelled_run_resumes_in_its_folder_without_duplicate_steps(tmp_path)
         steps = [m["step"] for m in manager.metrics(run_id) if "loss" in m]
         assert steps == sorted(set(steps)) and steps[-1] == 16 and steps[0] == before[0]
         assert json.loads((tmp_path / "runs" / run_id / "status.json").read_text())["resumed_from"]
-        assert "--resume" in manager.log_tail(run_id, 100_000)
+        assert "resuming from its last checkpoint" in manager.log_tail(run_id, 100_000)
     finally:
         manager.shutdown(cancel_jobs=True)

@@ -120,6 +120,24 @@ def wait_for_curve(page, selector: str = "#loss-plot", rgb=TRAIN, least: int = C
                          f"(want {least}); progress: {page.locator('#run-progress').inner_text()!r}")
 
 
+def wait_for_line_while_running(page, least_points: int = 2, timeout: float = 300) -> None:
+    """Waits, polling in the page on every frame, until the train line is stroked in its colour through at
+    least `least_points` steps while #run-progress says running. A 12-step demo run trains in about 2 s:
+    screenshots every second could miss that window, and an unstroked line (the reported bug) fails here.
+    Callers then count the line's pixels in a screenshot once the run is done."""
+    colour = "#" + "".join(f"{c:02x}" for c in TRAIN)
+    try:
+        page.wait_for_function("""c => {
+            const line = document.querySelector('#loss-plot .mark-line path[aria-label*="series: train"]');
+            const running = document.querySelector('#run-progress').innerText.includes('running');
+            return running && line && line.getAttribute('stroke') === c.colour
+                   && ((line.getAttribute('d') || '').match(/L/g) || []).length >= c.least - 1;
+        }""", arg={"colour": colour, "least": least_points}, timeout=timeout * 1000, polling="raf")
+    except sync_api.TimeoutError:
+        raise AssertionError(f"#loss-plot: no stroked train line through {least_points} steps while running; "
+                             f"progress: {page.locator('#run-progress').inner_text()!r}") from None
+
+
 def wait_for_state(page, state: str, timeout: float = 300) -> None:
     page.wait_for_function("s => document.querySelector('#run-progress').innerText.includes(s)", arg=state,
                            timeout=timeout * 1000)
@@ -323,7 +341,7 @@ def test_three_runs_in_a_row_from_one_page_each_draw_their_curve(page, runs_dir)
     curve when done, with whole-number steps on the axis, and the log box must end on the log's last line."""
     for r in (4, 8, 12):
         run_id = launch_from_form(page, r, steps=12)
-        wait_for_curve(page, least=120, timeout=300, while_text="running")   # while it trains
+        wait_for_line_while_running(page)   # drawn while it trains
         wait_for_state(page, "completed", timeout=300)
         assert selected_run(page) == run_id
         time.sleep(2.5)   # a few more polls: the curve must stay
@@ -352,7 +370,7 @@ def test_a_run_started_through_the_api_draws_in_an_open_page(page, browser, app_
     api_run = Client(app_url, verbose=False).predict(run_text, api_name="/launch")
     page.wait_for_function("id => document.querySelector('#run-select input').value.startsWith(id + ' ')",
                            arg=api_run, timeout=10_000)
-    wait_for_curve(page, least=120, timeout=300, while_text="running")
+    wait_for_line_while_running(page)
     wait_for_state(page, "completed", timeout=300)
     assert colour_pixels(page, "#loss-plot", TRAIN) >= CURVE_PX
     wait_for_curve(page, rgb=EVAL, least=150, timeout=10)   # eval loss at steps 3, 6, 9, 12

@@ -90,80 +90,88 @@ def adapter_zip(runs_dir: Path, run_id: str) -> str | None:
     return str(target)
 
 
+def list_update(runs: list[dict], selected, shown, mine) -> tuple:
+    """(the run selector's update, the page's run list state) for the runs just read: gr.skip() while the
+    list has not changed (a redraw would close the menu under the user's pointer). A value is sent only to
+    switch runs (follow()): a list read just before a Launch must not switch the page back. Polled every
+    second by finetune/ui/runs.py, with the runs table, in one request."""
+    choices = [list(c) for c in run_choices(runs)]
+    known = set(shown["known"]) if shown else {r["run_id"] for r in runs}
+    switch = follow(runs, known, set(mine or []), selected)
+    if shown and choices == shown["choices"] and not switch:
+        return gr.skip(), gr.skip()
+    pairs = [(label, run_id) for label, run_id in choices]
+    update = gr.Dropdown(choices=pairs, value=switch) if switch else gr.Dropdown(choices=pairs)
+    return update, {"choices": choices, "known": sorted(known | {r["run_id"] for r in runs})}
+
+
 def wire_live(ui, jobs) -> None:
     def selector(selected=None):
         runs = history.summaries(jobs.runs_dir)
         ids = {r["run_id"] for r in runs}
         return gr.Dropdown(choices=run_choices(runs), value=selected if selected in ids else pick_run(runs))
 
-    def refresh_list(selected, shown, mine):
-        """The run list, re-read from the folders every second; nothing is sent while it has not changed (a
-        redraw would close the menu under the user's pointer). The value is sent only to switch runs: a
-        list read just before a Launch must not switch the page back."""
-        runs = history.summaries(jobs.runs_dir)
-        choices = [list(c) for c in run_choices(runs)]
-        known = set(shown["known"]) if shown else {r["run_id"] for r in runs}
-        switch = follow(runs, known, set(mine or []), selected)
-        if shown and choices == shown["choices"] and not switch:
-            return gr.skip(), gr.skip()
-        update = gr.Dropdown(choices=choices, value=switch) if switch else gr.Dropdown(choices=choices)
-        return update, {"choices": choices, "known": sorted(known | {r["run_id"] for r in runs})}
-
     def watch(run_id, profile) -> dict:
-        """What the watch panel shows for one run (or none), with a key that changes when any of it does."""
+        """What the watch panel shows for one run (or none). `data_key` changes when the curves do, `key`
+        when anything shown does (the progress line's seconds too)."""
         if not run_id:
-            return {"key": ["none"], "curves": None, "settings": plots.loss_settings(None, 0, False),
-                    "progress": "No run yet: configure one above and press **Launch training**.", "log": "",
+            text = "No run yet: configure one above and press **Launch training**."
+            return {"key": ["none"], "data_key": ["none"], "curves": None,
+                    "settings": plots.loss_settings(None, 0, False), "progress": text, "log": "",
                     "state": None, "resumable": False, "adapter": None, "stopping": False}
         try:
             status = access.visitor_status(jobs.status(run_id), username(profile))
             log = access.visitor_log(log_tail(jobs, run_id), username(profile))
             curves = history.curves(jobs.metrics(run_id))
         except UnknownRun:
-            return {**watch(None, profile), "key": [f"gone:{run_id}"], "progress": f"Run {run_id} is gone."}
+            gone = f"gone:{run_id}"
+            return {**watch(None, profile), "key": [gone], "data_key": [gone], "progress": f"Run {run_id} is gone."}
         folder = RunFolder(Path(jobs.runs_dir) / run_id)
         state, final = status["state"], status["state"] in FINAL_STATES
         resumable = state in ("cancelled", "failed") and bool(history.checkpoints(folder))
         eval_size = ((history.settings(folder).get("data") or {}).get("eval_size") or 0)
         last = curves["train"][-1][0] if curves["train"] else 0
-        key = [run_id, state, status.get("step"), len(curves["train"]), len(curves["eval"]),
-               status.get("queue_position"), status.get("stopping"), len(log), log[-80:], status.get("error"),
-               resumable]
-        return {"key": key, "curves": curves, "state": state, "resumable": resumable, "log": log,
-                "stopping": bool(status.get("stopping")),
+        progress = render.run_progress(status)
+        data_key = [run_id, state, len(curves["train"]), len(curves["eval"]), curves["train"][-1:]]
+        key = [*data_key, progress, status.get("stopping"), len(log), log[-80:], resumable]
+        return {"key": key, "data_key": data_key, "curves": curves, "state": state, "resumable": resumable,
+                "log": log, "stopping": bool(status.get("stopping")),
                 "settings": plots.loss_settings(status.get("max_steps"), last, bool(eval_size) or
                                                 bool(curves["eval"])),
-                "progress": render.run_progress(status),
-                "adapter": adapter_zip(jobs.runs_dir, run_id) if final else None}
+                "progress": progress, "adapter": adapter_zip(jobs.runs_dir, run_id) if final else None}
 
-    def view(run_id, seen, profile: gr.OAuthProfile | None = None):
-        """The watch panel for one run; gr.skip() everywhere when nothing changed since `seen`. On a Space,
-        a visitor who may not launch sees no error text or log (access.visitor_status).
+    def view(run_id, seen, profile: gr.OAuthProfile | None = None) -> dict:
+        """The watch panel's changes since `seen` (a component left out of the dict is left as it is). On a
+        Space, a visitor who may not launch sees no error text or log (access.visitor_status).
 
-        The charts' settings (x range, legend) go out in a poll of their own, after the run's data, and the
-        data goes again on the next two polls (finetune/ui/plots.py, point 2)."""
+        The curves go out only when they changed (a long run's frame is large; the progress line changes
+        every second). The charts' settings (x range, legend) go out in a poll of their own, after the
+        run's data, and the data goes again on the next two polls (finetune/ui/plots.py, point 2)."""
         seen = dict(seen or {})
         panel = watch(run_id, profile)
-        skip = [gr.skip()] * 7   # every output but `seen`
-        if panel["settings"] != seen.get("settings") and seen.get("key") and seen["key"][0] == panel["key"][0]:
+        same_run = bool(seen.get("key")) and seen["key"][0] == panel["key"][0]
+        if panel["settings"] != seen.get("settings") and same_run:
             settings = panel["settings"]
-            return [gr.LinePlot(**settings), gr.LinePlot(x_lim=settings["x_lim"]), *skip[2:],
-                    {**seen, "settings": settings, "resend": 2}]
-        if panel["key"] == seen.get("key") and not seen.get("resend"):
-            return [*skip, gr.skip()]
+            return {ui.loss_plot: gr.LinePlot(**settings), ui.lr_plot: gr.LinePlot(x_lim=settings["x_lim"]),
+                    ui.seen: {**seen, "settings": settings, "resend": 2}}
+        resend = seen.get("resend") or 0
+        if panel["key"] == seen.get("key") and not resend:
+            return {}
+        out: dict = {}
+        if panel["data_key"] != seen.get("data_key") or resend:
+            out = {ui.loss_plot: plots.loss_frame(panel["curves"]), ui.lr_plot: plots.lr_frame(panel["curves"])}
         active = panel["state"] in ACTIVE
-        seen.update(key=panel["key"], resend=max(0, (seen.get("resend") or 0) - 1))
-        return [plots.loss_frame(panel["curves"]), plots.lr_frame(panel["curves"]), panel["progress"], panel["log"],
-                gr.Button(visible=active, interactive=not panel["stopping"]), gr.Button(visible=panel["resumable"]),
-                gr.DownloadButton(value=panel["adapter"], visible=True) if panel["adapter"]
-                else gr.DownloadButton(visible=False), seen]
+        seen.update(key=panel["key"], data_key=panel["data_key"], resend=max(0, resend - 1))
+        return {**out, ui.progress: panel["progress"], ui.log: panel["log"],
+                ui.cancel: gr.Button(visible=active, interactive=not panel["stopping"]),
+                ui.resume: gr.Button(visible=panel["resumable"]),
+                ui.adapter: gr.DownloadButton(value=panel["adapter"], visible=True) if panel["adapter"]
+                else gr.DownloadButton(visible=False), ui.seen: seen}
 
     watch_outputs = [ui.loss_plot, ui.lr_plot, ui.progress, ui.log, ui.cancel, ui.resume, ui.adapter, ui.seen]
     fast = dict(queue=False, show_progress="hidden", api_visibility="private")
     ui.timer.tick(view, [ui.run_select, ui.seen], watch_outputs, trigger_mode="always_last", **fast)
     ui.run_select.change(view, [ui.run_select, ui.seen], watch_outputs, **fast)
-    ui.list_timer.tick(refresh_list, [ui.run_select, ui.run_list, ui.mine], [ui.run_select, ui.run_list],
-                       trigger_mode="always_last", **fast)
     ui.show_lr.change(lambda on: gr.LinePlot(visible=bool(on)), ui.show_lr, ui.lr_plot, **fast)
     ui.log.change(None, None, None, js=FOLLOW_LOG_JS, **fast)
 

@@ -54,7 +54,7 @@ def compare_frame(curves_by_run: dict[str, dict]) -> pd.DataFrame:
     return _frame(rows, "loss", "run")
 
 
-def x_lim(max_steps, last_step=0) -> list[int]:
+def x_lim(max_steps, last_step=0) -> list[float | None]:
     """[0, the run's length] (at least MIN_SPAN): the curve fills in from the left as the run goes. Without
     a known length (a run by epochs, before it starts) the span doubles as needed, so it changes rarely."""
     if max_steps and max_steps > 0:

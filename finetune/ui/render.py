@@ -104,7 +104,9 @@ def run_progress(status: dict) -> str:
     if state == "queued" and status.get("queue_position"):
         parts.append(f"number {status['queue_position']} in the queue")
     step, total = status.get("step") or 0, status.get("max_steps")
-    if state != "queued" or step:
+    if state == "running" and not step and not status.get("training_started_at"):
+        parts.append("loading the model and the data")   # the job's setup: seconds before its first step
+    elif state != "queued" or step:
         parts.append(f"step {step} / {total if total and total > 0 else '?'}")
     if status.get("tokens_per_second"):  # with several processes, TRL's count is already theirs together
         ranks = status.get("world_size") or 1

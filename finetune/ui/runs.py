@@ -14,6 +14,7 @@ import pandas as pd
 from finetune.jobs import history
 from finetune.train.runfolder import RunFolder
 from finetune.ui import plots, render
+from finetune.ui.live import list_update
 
 
 def _num(value, fmt: str) -> str:
@@ -73,23 +74,25 @@ def compare_data(runs_dir, run_ids: list[str]):
 def wire_runs(ui, jobs) -> None:
     fast = dict(queue=False, show_progress="hidden", api_visibility="private")
 
-    def refresh(shown, compared):
-        """The table and the compare choices, re-read every second; sent only when they changed. The compare
-        chart follows runs still training (data only: its runs and colours are unchanged)."""
+    def refresh(selected, run_list, mine, shown, compared):
+        """Every second, in one request: the run selector's list (ui/live.py list_update), the table and the
+        compare choices, each sent only when it changed. The compare chart follows runs still training
+        (data only: its runs and colours are unchanged)."""
         rows = history.summaries(jobs.runs_dir)
+        listed = list_update(rows, selected, run_list, mine)
         key = [[cell(r) for cell in RUNS_COLUMNS.values()] for r in rows]
         if key == shown:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        frame = pd.DataFrame(key, columns=list(RUNS_COLUMNS))
+            return (*listed, gr.skip(), gr.skip(), gr.skip(), gr.skip())
         chart = gr.skip()
         if compared and len(compared) >= 2 and shown is not None:
             old = {row[0]: row for row in shown}
             if any(old.get(row[0]) != row for row in key if row[0] in compared):
                 chart = compare_data(jobs.runs_dir, compared)[0]
-        return frame, gr.Dropdown(choices=[r["run_id"] for r in rows]), chart, key
+        frame = pd.DataFrame(key, columns=list(RUNS_COLUMNS))
+        return (*listed, frame, gr.Dropdown(choices=[r["run_id"] for r in rows]), chart, key)
 
-    ui.list_timer.tick(refresh, [ui.runs_shown, ui.compare_runs],
-                       [ui.runs_table, ui.compare_runs, ui.compare_plot, ui.runs_shown],
+    ui.list_timer.tick(refresh, [ui.run_select, ui.run_list, ui.mine, ui.runs_shown, ui.compare_runs],
+                       [ui.run_select, ui.run_list, ui.runs_table, ui.compare_runs, ui.compare_plot, ui.runs_shown],
                        trigger_mode="always_last", **fast)
 
     def on_compare(run_ids):
