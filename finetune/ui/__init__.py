@@ -1,6 +1,7 @@
 """The Gradio app (the only package besides app.py that imports gradio): `build_app()` returns the Blocks and
 the JobManager behind it. Layout in layout.py, configure events in events.py, launch-and-watch in live.py,
-HTTP endpoints in api.py, the Spaces sign-in rule in access.py."""
+HTTP endpoints in api.py, the Spaces sign-in rule in access.py. Every refusal a handler raises goes
+through guard.py (user_error, refusals): one log line each, not a traceback."""
 
 from __future__ import annotations
 
@@ -8,17 +9,26 @@ from __future__ import annotations
 def build_app(runs_dir=None):
     """(demo, jobs): the page and its JobManager (runs under `runs_dir`, default env FINETUNE_RUNS_DIR or
     runs/). Call `jobs.shutdown()` when the server stops."""
+    from finetune.data.uploads import prune as prune_uploads
+    from finetune.jobs import JobManager
+
+    jobs = JobManager(runs_dir)
+    prune_uploads(jobs.runs_dir)   # uploads older than a day that no run names (finetune/data/uploads.py)
+    demo, _ = build_page(jobs)
+    return demo, jobs
+
+
+def build_page(jobs):
+    """(demo, ui): the page over a job manager, and the namespace of its components (layout.build_layout),
+    which tests use to call and check the page's handlers without a browser."""
     import gradio as gr
 
     from finetune.adapter.keeper import Keeper
     from finetune.adapter.service import Playground
-    from finetune.data.uploads import prune as prune_uploads
-    from finetune.jobs import JobManager
     from finetune.ui import devices
     from finetune.ui.api import register_api
     from finetune.ui.events import wire_configure
     from finetune.ui.force import wire_force
-    from finetune.ui.guard import quiet_user_errors
     from finetune.ui.keep import register_push_api
     from finetune.ui.layout import build_layout
     from finetune.ui.live import on_page_load, wire_live
@@ -26,9 +36,6 @@ def build_app(runs_dir=None):
     from finetune.ui.playground import register_generate_api, wire_playground
     from finetune.ui.runs import wire_runs
 
-    quiet_user_errors()   # a gr.Error is a refusal: one log line, not a traceback (ui/guard.py)
-    jobs = JobManager(runs_dir)
-    prune_uploads(jobs.runs_dir)   # uploads older than a day that no run names (finetune/data/uploads.py)
     # Gradio keeps every upload (anyone's, before any sign-in check) in its cache: cleared hourly.
     with gr.Blocks(title="LoRA Launchpad", delete_cache=(3600, 3600)) as demo:
         ui = build_layout(initial())   # reads the demo model once: the first count is fast
@@ -45,4 +52,4 @@ def build_app(runs_dir=None):
         register_generate_api(jobs, playground)
         register_push_api(jobs)
         demo.load(on_page_load(jobs), None, [ui.run_select, ui.run_list], queue=False, api_visibility="private")
-    return demo, jobs
+    return demo, ui

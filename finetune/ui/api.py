@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from finetune.errors import RunFileError
-from finetune.jobs import UnknownRun
 from finetune.runfile import parse_run
 from finetune.ui import access
-from finetune.ui.guard import require, user_error, username
+from finetune.ui.guard import refusals, require, user_error, username
 
 STATUS_KEYS = ("run_id", "state", "step", "max_steps", "losses", "eval_losses", "error", "tokens_per_second",
                "elapsed_s", "eta_s", "queue_position", "stopping")
@@ -25,10 +23,8 @@ STATUS_KEYS = ("run_id", "state", "step", "max_steps", "losses", "eval_losses", 
 def checked_run(run_text: str):
     if run_text is not None and not isinstance(run_text, str):
         raise user_error(f"run file: must be YAML or JSON text, got {type(run_text).__name__}")
-    try:
+    with refusals():
         run = parse_run(run_text or "")
-    except RunFileError as exc:
-        raise user_error("\n".join(exc.problems)) from None
     problems = access.policy_problems(run)
     if problems:
         raise user_error("\n".join(problems))
@@ -50,23 +46,19 @@ def register_api(jobs, keeper=None) -> None:
         breakdown: the same object as `python -m finetune count RUN --json`."""
         from finetune.model.memory import count_json
 
-        try:
+        with refusals():
             return count_json(checked_run(run_text), "api")
-        except RunFileError as exc:
-            raise user_error("\n".join(exc.problems)) from None
 
     def launch(run_text: str, profile: gr.OAuthProfile | None = None,
                oauth_token: gr.OAuthToken | None = None) -> str:
         """Queue a training run; returns its run id (its folder's name under the runs directory)."""
         require(profile)
         token = getattr(oauth_token, "token", None)
-        try:
+        with refusals():
             run = checked_run(run_text)
             if keeper is not None:
                 keeper.check(run, token)
             run_id = jobs.submit(run, origin="api")   # open pages follow it (ui/live.py)
-        except RunFileError as exc:
-            raise user_error("\n".join(exc.problems)) from None
         if keeper is not None:
             keeper.remember(run_id, run, token)
         return run_id
@@ -74,20 +66,16 @@ def register_api(jobs, keeper=None) -> None:
     def status(run_id: str, profile: gr.OAuthProfile | None = None) -> dict:
         """A run's state, step, max_steps, losses [[step, loss], ...], error (null unless it failed) and
         stopping (a graceful cancel is under way)."""
-        try:
+        with refusals():
             return public_status(jobs.status(run_id), profile)
-        except UnknownRun as exc:
-            raise user_error(str(exc)) from None
 
     def cancel(run_id: str, force: bool = False, profile: gr.OAuthProfile | None = None) -> dict:
         """Stop a run gracefully (it finishes its step and saves a checkpoint and its adapter); asking again
         while it stops changes nothing. force=true kills it at once without saving (its error says so).
         Returns its status."""
         require(profile)
-        try:
+        with refusals():
             return public_status(jobs.cancel(run_id, force=bool(force)), profile)
-        except UnknownRun as exc:
-            raise user_error(str(exc)) from None
 
     # queue=False: these are quick reads and writes of files; none waits behind a slow UI event.
     gr.api(count, api_name="count", queue=False)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import gradio as gr
 
 from finetune.jobs import UnknownRun
-from finetune.ui.guard import require, user_error
-
-FAST = dict(queue=False, show_progress="hidden", api_visibility="private")
+from finetune.ui.guard import refusals, require, user_error
+from finetune.ui.wiring import FAST
 
 
 def wire_force(ui, jobs) -> None:
+    shown_state = gr.State(False)   # whether the button is shown, so an unchanged poll sends nothing
+
     def offer(run_id, shown):
         """Show the button while the selected run's graceful stop is overdue; send nothing if unchanged."""
         try:
@@ -21,20 +22,18 @@ def wire_force(ui, jobs) -> None:
         except UnknownRun:
             wanted = False
         if wanted == bool(shown):
-            return gr.skip(), gr.skip()
-        return gr.Button(visible=wanted), wanted
+            return gr.skip()
+        return {ui.force_cancel: gr.Button(visible=wanted), shown_state: wanted}
 
     def force(run_id, profile: gr.OAuthProfile | None = None):
         require(profile)
         if not run_id:
             raise user_error("no run selected")
-        try:
+        with refusals():
             status = jobs.cancel(run_id, force=True)
-        except UnknownRun as exc:
-            raise user_error(str(exc)) from None
         gr.Info(f"Run {run_id}: {status['state']}" + (" (killed without saving)" if status.get("forced") else ""))
-        return gr.Button(visible=False), False
+        return {ui.force_cancel: gr.Button(visible=False), shown_state: False}
 
-    shown = gr.State(False)
-    ui.timer.tick(offer, [ui.run_select, shown], [ui.force_cancel, shown], trigger_mode="always_last", **FAST)
-    ui.force_cancel.click(force, ui.run_select, [ui.force_cancel, shown], api_visibility="private")
+    ui.timer.tick(offer, [ui.run_select, shown_state], [ui.force_cancel, shown_state], trigger_mode="always_last",
+                  **FAST)
+    ui.force_cancel.click(force, ui.run_select, [ui.force_cancel, shown_state], api_visibility="private")

@@ -1,15 +1,20 @@
-"""How the page and the HTTP API refuse a visitor: a gr.Error carrying the core's one-line messages, logged
-as one line. Gradio prints a full traceback for every gr.Error unless told not to, so each bad YAML, unknown
-run id or refused sign-in wrote ~40 lines to the app log (and a flood of them, megabytes); a refusal is
-expected, not a bug, and one line says all there is to say."""
+"""How the page and the HTTP API refuse a visitor: the UI's one error boundary. Every refusal is raised as
+`user_error(...)`: a gr.Error carrying the core's one-line messages, logged as one line. Gradio prints a full
+traceback for every gr.Error unless told not to, so each bad YAML, unknown run id or refused sign-in wrote ~40
+lines to the app log (and a flood of them, megabytes); a refusal is expected, not a bug, and one line says all
+there is to say. The core's own refusals (RunFileError, UnknownRun) become one through `refusals()` or
+`user_error_from()`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from collections.abc import Iterator
 
 import gradio as gr
 
+from finetune.errors import RunFileError
+from finetune.jobs import UnknownRun
 from finetune.runfile.limits import cut
 from finetune.ui import access
 
@@ -18,12 +23,28 @@ log = logging.getLogger("finetune.app")
 
 def user_error(message) -> gr.Error:
     """The gr.Error to raise for a problem the user caused: shown to them in full, logged in one line."""
-    error = gr.Error(str(message), print_exception=False)
-    if not getattr(gr.Error, "_one_line", False):   # quiet_user_errors() logs it otherwise
-        lines = str(message).splitlines() or [""]
-        more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
-        log.warning("refused: %s%s", cut(lines[0], 200), more)
-    return error
+    lines = str(message).splitlines() or [""]
+    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+    log.warning("refused: %s%s", cut(lines[0], 200), more)
+    return gr.Error(str(message), print_exception=False)
+
+
+def user_error_from(exc: RunFileError | UnknownRun) -> gr.Error:
+    """The user_error for one of the core's refusals: a run file's problems one per line, or what is wrong with
+    a run id."""
+    if isinstance(exc, RunFileError):
+        return user_error("\n".join(exc.problems))
+    return user_error(str(exc))
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """`with refusals(): ...`: a RunFileError or UnknownRun raised inside reaches the user as a user_error
+    (without the core's traceback chained to it); any other exception passes unchanged."""
+    try:
+        yield
+    except (RunFileError, UnknownRun) as exc:
+        raise user_error_from(exc) from None
 
 
 def username(profile) -> str | None:
@@ -36,25 +57,3 @@ def require(profile, action: str = "launch or cancel runs") -> None:
     if not allowed:
         raise user_error(why)
 
-
-def quiet_user_errors() -> None:
-    """Make every gr.Error of this app (whichever module raises it) a one-line log entry instead of a
-    traceback, unless it asks for one. gr.Error is by definition what a handler shows the user: a refusal,
-    not a crash; any other exception still prints its traceback. Called once by build_app."""
-    # Any: this replaces a method of gradio's class on purpose, which mypy refuses on the typed class
-    cls: Any = gr.Error
-    if getattr(cls, "_one_line", False):
-        return
-    original = cls.__init__
-
-    def __init__(self, *args, **kwargs):
-        if len(args) < 5 and "print_exception" not in kwargs:
-            kwargs["print_exception"] = False
-        original(self, *args, **kwargs)
-        if not self.print_exception:
-            lines = str(self.message).splitlines() or [""]
-            more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
-            log.warning("refused: %s%s", cut(lines[0], 200), more)
-
-    cls.__init__ = __init__
-    cls._one_line = True

@@ -20,6 +20,7 @@ from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun, history
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 from finetune.ui import access, plots, render
+from finetune.ui.guard import user_error, user_error_from
 from finetune.ui.panel import form_run
 
 ACTIVE = ("running", "queued")
@@ -181,14 +182,14 @@ def wire_live(ui, jobs) -> None:
         with ui.locked(request):   # the form as the last change left it
             _, run, problems = form_run(values, extra, info)
         if run is None:
-            raise gr.Error("\n".join(problems))
+            raise user_error("\n".join(problems))
         keeper, token = getattr(ui, "keeper", None), getattr(oauth_token, "token", None)
         try:
             if keeper is not None:   # hub.repo_id on a Space: pushed with the launcher's token (adapter/keeper.py)
                 keeper.check(run, token)
             run_id = jobs.submit(run)
         except RunFileError as exc:
-            raise gr.Error("\n".join(exc.problems)) from None
+            raise user_error_from(exc) from None
         if keeper is not None:
             keeper.remember(run_id, run, token)
         gr.Info(f"Run {run_id} submitted.")
@@ -202,7 +203,7 @@ def wire_live(ui, jobs) -> None:
         try:
             status = jobs.resume(run_id)
         except (UnknownRun, RunFileError) as exc:
-            raise gr.Error(str(exc) if isinstance(exc, UnknownRun) else "\n".join(exc.problems)) from None
+            raise user_error_from(exc) from None
         gr.Info(f"Run {run_id} resumes from its last checkpoint ({status['state']}).")
         return gr.Button(visible=False)
 
@@ -211,11 +212,11 @@ def wire_live(ui, jobs) -> None:
     def on_cancel(run_id, profile: gr.OAuthProfile | None = None):
         check_access(profile)
         if not run_id:
-            raise gr.Error("no run selected")
+            raise user_error("no run selected")
         try:
             status = jobs.cancel(run_id)
         except UnknownRun as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error_from(exc) from None
         gr.Info(f"Run {run_id}: {'cancelling' if status['state'] == 'running' else status['state']}.")
         return gr.Button(interactive=False)
 

@@ -14,9 +14,9 @@ import gradio as gr
 from finetune.adapter.generate import GenSettings
 from finetune.adapter.source import checkpoints, find_adapter
 from finetune.errors import RunFileError
-from finetune.jobs import UnknownRun
 from finetune.ui import access
-from finetune.ui.guard import require, user_error
+from finetune.ui.guard import refusals, require, user_error
+from finetune.ui.wiring import FAST
 
 PLAYABLE = ("completed", "cancelled", "running")
 NO_RUN = "No run with an adapter yet: a run offers one when it completes, is stopped, or saves a checkpoint."
@@ -86,19 +86,15 @@ def run_folder(jobs, run_id: str):
     """The folder of a run id a user sent (checked by the job manager: a plain name under its runs dir)."""
     if not run_id:
         raise user_error("choose a run first")
-    try:
+    with refusals():
         jobs.status(run_id)
-    except UnknownRun as exc:
-        raise user_error(str(exc)) from None
     return jobs.runs_dir / run_id
 
 
 def checked_source(jobs, run_id: str):
     folder = run_folder(jobs, run_id)
-    try:
+    with refusals():
         source = find_adapter(folder)
-    except RunFileError as exc:
-        raise user_error("\n".join(exc.problems)) from None
     problems = access.policy_problems(source.run)   # e.g. trust_remote_code on a server that forbids it
     if problems:
         raise user_error("\n".join(problems))
@@ -106,10 +102,8 @@ def checked_source(jobs, run_id: str):
 
 
 def settings_of(max_new_tokens, temperature, top_p) -> GenSettings:
-    try:
+    with refusals():
         return GenSettings.checked(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-    except RunFileError as exc:
-        raise user_error("\n".join(exc.problems)) from None
 
 
 def describe_done(event: dict) -> str:
@@ -122,7 +116,6 @@ def describe_done(event: dict) -> str:
 
 def wire_playground(ui, jobs, playground) -> None:
     p = ui.playground
-    fast = dict(queue=False, show_progress="hidden", api_visibility="private")
 
     def choices(selected=None, shown=None):
         runs = playable_runs(jobs)
@@ -130,23 +123,25 @@ def wire_playground(ui, jobs, playground) -> None:
         value = selected if selected in ids else (ids[0] if ids else None)
         key = [[list(c) for c in runs], value]
         if key == shown:
-            return gr.skip(), gr.skip()
-        return gr.Dropdown(choices=runs, value=value), key
+            return gr.skip()
+        return {p.run: gr.Dropdown(choices=runs, value=value), p.shown: key}
 
-    gr.on([p.refresh.click, p.timer.tick], choices, [p.run, p.shown], [p.run, p.shown], **fast)
-    gr.on(None, lambda: choices(), None, [p.run, p.shown], **fast)   # no triggers: when a page loads
+    gr.on([p.refresh.click, p.timer.tick], choices, [p.run, p.shown], [p.run, p.shown], **FAST)
+    gr.on(None, lambda: choices(), None, [p.run, p.shown], **FAST)   # no triggers: when a page loads
 
     def on_select(run_id):
+        """Name the two answer boxes after the run's base model and adapter."""
         if not run_id:
-            return gr.Textbox(label="Base model"), gr.Textbox(label="Adapter"), NO_RUN
+            return {p.answer_base: gr.Textbox(label="Base model"), p.answer_adapter: gr.Textbox(label="Adapter"),
+                    p.status: NO_RUN}
         try:
             source = find_adapter(jobs.runs_dir / run_id)
         except (RunFileError, OSError):
-            return gr.skip(), gr.skip(), ""
-        return (gr.Textbox(label=f"Base model ({source.run.model.name_or_path})"),
-                gr.Textbox(label=f"Adapter ({source.label})"), "")
+            return {p.status: ""}
+        return {p.answer_base: gr.Textbox(label=f"Base model ({source.run.model.name_or_path})"),
+                p.answer_adapter: gr.Textbox(label=f"Adapter ({source.label})"), p.status: ""}
 
-    p.run.change(on_select, p.run, [p.answer_base, p.answer_adapter, p.status], **fast)
+    p.run.change(on_select, p.run, [p.answer_base, p.answer_adapter, p.status], **FAST)
 
     def on_generate(run_id, prompt, compare, max_new_tokens, temperature, top_p,
                     profile: gr.OAuthProfile | None = None):
@@ -156,27 +151,26 @@ def wire_playground(ui, jobs, playground) -> None:
         if not (prompt or "").strip():
             raise user_error("type a prompt first")
         base_note = "" if compare else "(not compared: tick “Compare with the base model”)"
-        yield "Starting…", base_note, ""
-        try:
+        yield {p.status: "Starting…", p.answer_base: base_note, p.answer_adapter: ""}
+        with refusals():
             for event in playground.generate(source.folder.path, prompt, settings, compare=compare):
                 kind = event["event"]
                 if kind == "waiting":
-                    yield f"⏳ {event['message']}", gr.skip(), gr.skip()
+                    yield {p.status: f"⏳ {event['message']}"}
                 elif kind == "loading":
-                    yield f"Loading the base model and the {event.get('label') or 'adapter'}…", gr.skip(), gr.skip()
+                    yield {p.status: f"Loading the base model and the {event.get('label') or 'adapter'}…"}
                 else:
                     answers = event["answers"]
                     status = describe_done(event) if kind == "done" else "Generating…"
-                    yield status, answers.get("base", base_note), answers.get("adapter", "")
-        except RunFileError as exc:
-            raise user_error("\n".join(exc.problems)) from None
+                    yield {p.status: status, p.answer_base: answers.get("base", base_note),
+                           p.answer_adapter: answers.get("adapter", "")}
 
     generating = gr.on([p.go.click, p.prompt.submit], on_generate,
                        [p.run, p.prompt, p.compare, p.max_new_tokens, p.temperature, p.top_p],
                        [p.status, p.answer_base, p.answer_adapter], api_visibility="private",
                        concurrency_limit=8, show_progress="minimal")
     # Stopping cancels the page's stream; the service then tells the worker to stop (and waits for it).
-    p.stop.click(playground.stop, None, None, cancels=[generating], **fast)
+    p.stop.click(playground.stop, None, None, cancels=[generating], **FAST)
 
     from finetune.ui.keep import wire_keep
 
@@ -194,12 +188,10 @@ def register_generate_api(jobs, playground) -> None:
         settings = settings_of(max_new_tokens, temperature, 1.0)
         if not (prompt or "").strip():
             raise user_error("prompt: must be some text, got nothing")
-        try:
+        with refusals():
             for event in playground.generate(source.folder.path, prompt, settings, compare=True):
                 if event["event"] == "done":
                     return {"adapter": event["answers"].get("adapter", ""), "base": event["answers"].get("base", "")}
-        except RunFileError as exc:
-            raise user_error("\n".join(exc.problems)) from None
         raise user_error("the generation ended without an answer")
 
     gr.api(generate, api_name="generate", concurrency_limit=8)
