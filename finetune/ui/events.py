@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -24,8 +26,9 @@ from finetune.errors import RunFileError
 from finetune.runfile import DEMO, overlay
 from finetune.ui import memory_view, render
 from finetune.ui.form import FORM_KEYS, extra_of
+from finetune.ui.guard import refusals, require, user_error
 from finetune.ui.panel import (
-    COUNT_VIEW_SIZE,
+    count_outputs,
     count_view,
     form_run,
     form_values,
@@ -34,6 +37,7 @@ from finetune.ui.panel import (
     run_file_text,
     widget_updates,
 )
+from finetune.ui.wiring import FAST
 
 # Redraws the count in the page the moment the r slider moves: trainable (and total) parameters are affine
 # in r, and the server's last answer carries r, the slope and the count (render.count_headline). The
@@ -52,7 +56,6 @@ PREDICT_JS = """
   set('.scaling', String(Number(scale.toPrecision(4))));
 }
 """
-FAST = dict(queue=False, show_progress="hidden", api_visibility="private")
 MODEL_KEYS = ("model.name_or_path", "model.revision", "model.trust_remote_code")
 # Text boxes count when left or submitted, not at every keystroke (a half-typed name is not an error).
 # data.path is changed by the dataset buttons too, so it follows every change.
@@ -67,15 +70,15 @@ class SessionLocks:
     leave in the order the changes were made. Locks nobody holds are dropped (weak references)."""
 
     class _Lock:
-        def __init__(self):
+        def __init__(self) -> None:
             self.lock = threading.Lock()
 
-    def __init__(self):
-        self._locks = weakref.WeakValueDictionary()
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[str, SessionLocks._Lock] = weakref.WeakValueDictionary()
         self._guard = threading.Lock()
 
     @contextlib.contextmanager
-    def __call__(self, request: gr.Request | None):
+    def __call__(self, request: gr.Request | None) -> Iterator[None]:
         key = getattr(request, "session_hash", None) or "default"
         with self._guard:
             holder = self._locks.get(key)
@@ -85,60 +88,67 @@ class SessionLocks:
             yield
 
 
-def field_handler(key: str, locked: SessionLocks):
+# Each handler answers with a dict {component: update}: components of its event's outputs that are not in it
+# stay as they are. An answer that changes nothing is gr.skip() (Gradio 6 refuses an empty dict).
+Handler = Callable[..., dict]
+
+
+def field_handler(key: str, locked: SessionLocks, ui: SimpleNamespace) -> Handler:
     """A plain widget: store its value and recount. An echo (a value the state has already, e.g. after a
     preset filled the form) changes nothing."""
-    def handle(value, values, extra, info, request: gr.Request):
+    def handle(value, values: dict, extra: dict, info: dict, request: gr.Request) -> dict:
         with locked(request):
             if values.get(key) == value:
-                return [gr.skip()] * (1 + COUNT_VIEW_SIZE)
+                return gr.skip()
             values[key] = value
-            return [values, *count_view(values, extra, info)]
+            return {ui.values: values, **count_view(ui, values, extra, info)}
     return handle
 
 
-def targets_handler(locked: SessionLocks):
-    def handle(ticked, values, extra, info, request: gr.Request):
+def targets_handler(locked: SessionLocks, ui: SimpleNamespace) -> Handler:
+    def handle(ticked: list | None, values: dict, extra: dict, info: dict, request: gr.Request) -> dict:
         """Unticking a module the all-linear switch stands for turns the switch off, in the same step."""
         with locked(request):
             if values.get("ui.targets") == ticked:
-                return [gr.skip()] * (2 + COUNT_VIEW_SIZE)
+                return gr.skip()
             values["ui.targets"] = ticked
-            switch = gr.skip()
+            out = {ui.values: values}
             if values.get("ui.all_linear") and not set(info.get("all_linear", [])) <= set(ticked or []):
-                values["ui.all_linear"] = switch = False
-            return [values, switch, *count_view(values, extra, info)]
+                values["ui.all_linear"] = out[ui.form["ui.all_linear"]] = False
+            return {**out, **count_view(ui, values, extra, info)}
     return handle
 
 
-def switch_handler(locked: SessionLocks):
-    def handle(on, values, extra, info, request: gr.Request):
+def switch_handler(locked: SessionLocks, ui: SimpleNamespace) -> Handler:
+    def handle(on: bool, values: dict, extra: dict, info: dict, request: gr.Request) -> dict:
         """Turning all-linear on ticks every module it stands for."""
         with locked(request):
             if values.get("ui.all_linear") == on:
-                return [gr.skip()] * (2 + COUNT_VIEW_SIZE)
+                return gr.skip()
             values["ui.all_linear"] = on
-            ticked = gr.skip()
+            out = {ui.values: values}
             if on:
                 order = [c[1] for c in info.get("choices", [])]
-                values["ui.targets"] = ticked = sorted(set(values.get("ui.targets") or []) | set(info["all_linear"]),
-                                                       key=order.index)
-            return [values, ticked, *count_view(values, extra, info)]
+                values["ui.targets"] = out[ui.form["ui.targets"]] = sorted(
+                    set(values.get("ui.targets") or []) | set(info["all_linear"]), key=order.index)
+            return {**out, **count_view(ui, values, extra, info)}
     return handle
 
 
-def model_handler(key: str, locked: SessionLocks):
+def model_handler(key: str, locked: SessionLocks, ui: SimpleNamespace) -> Handler:
     """The model changed: read its modules (from config.json only; a Hub id may take a moment), keep the
     ticked targets it still has, and recount."""
-    def handle(value, values, extra, request: gr.Request):
+    def handle(value, values: dict, extra: dict, request: gr.Request) -> dict:
         with locked(request):
             if values.get(key) == value:   # set already by a preset or a loaded run file
-                return [gr.skip()] * (5 + COUNT_VIEW_SIZE)
+                return gr.skip()
             values[key] = value
             info = model_info(values)
             values.update(retarget(values, info))
-            return [values, info, gr.CheckboxGroup(choices=info["choices"], value=values["ui.targets"]),
-                    values["ui.all_linear"], info["note"], *count_view(values, extra, info)]
+            return {ui.values: values, ui.model_info: info,
+                    ui.form["ui.targets"]: gr.CheckboxGroup(choices=info["choices"], value=values["ui.targets"]),
+                    ui.form["ui.all_linear"]: values["ui.all_linear"], ui.model_note: info["note"],
+                    **count_view(ui, values, extra, info)}
     return handle
 
 
@@ -162,26 +172,42 @@ def preset_run(current: dict, preset: dict) -> dict:
     return overlay(base, preset)
 
 
-def wire_configure(ui, jobs) -> None:
-    count_out = [ui.param_count, ui.count_details, ui.errors, ui.launch, ui.memory, ui.apply_fix]
-    state = [ui.values, ui.extra, ui.model_info]
-
+def wire_configure(ui: SimpleNamespace, jobs) -> None:
+    """Wire the Configure half of the page: each widget's count, the fix button, presets and run files that
+    fill the form, and the data source with its preview."""
     locked = ui.locked = SessionLocks()   # live.py's Launch takes it too
+    then_text = text_follower(ui, locked)
+    wire_fields(ui, locked, then_text)
+    memory_view.wire(ui, locked, count_outputs(ui), then_text)   # the "apply the fix" button (ui/memory_view.py)
+    wire_fills(ui, jobs, locked, then_text)
+    wire_data(ui, jobs, locked)
 
-    def text(values, extra, info, request: gr.Request):
+
+def state_of(ui: SimpleNamespace) -> list:
+    """The form's server-side state, read by most events: its values, the keys it has no widget for, the model."""
+    return [ui.values, ui.extra, ui.model_info]
+
+
+def text_follower(ui: SimpleNamespace, locked: SessionLocks) -> Callable[[object], None]:
+    """then_text(event): the run file's code view follows the event, after the count has gone out. (A state's
+    own change event is not sent for events outside the queue, so each event chains it.)"""
+    def text(values: dict, extra: dict, info: dict, request: gr.Request) -> str:
         with locked(request):
             return run_file_text(values, extra, info)
 
     def then_text(event) -> None:
-        """The run file's code view follows, after the count has gone out. (A state's own change event
-        is not sent for events outside the queue, so each event chains it.)"""
-        event.then(text, state, ui.run_file, **FAST)
+        event.then(text, state_of(ui), ui.run_file, **FAST)
+    return then_text
 
+
+def wire_fields(ui: SimpleNamespace, locked: SessionLocks, then_text: Callable[[object], None]) -> None:
+    """Each widget's own event: its value into the state, and the new count back."""
+    count_out, state = count_outputs(ui), state_of(ui)
     for key, widget in ui.form.items():
         if key in MODEL_KEYS or key in ("ui.targets", "ui.all_linear"):
             continue   # these have their own handlers below
         triggers = [widget.blur, widget.submit] if key in ON_LEAVE else [widget.change]
-        event = gr.on(triggers, field_handler(key, locked), [widget, *state], [ui.values, *count_out],
+        event = gr.on(triggers, field_handler(key, locked, ui), [widget, *state], [ui.values, *count_out],
                       trigger_mode="always_last", **FAST)
         then_text(event)
         if key == "lora.r":
@@ -190,118 +216,129 @@ def wire_configure(ui, jobs) -> None:
             widget.input(None, widget, None, js=PREDICT_JS, **FAST)
             event.then(None, widget, None, js=PREDICT_JS, **FAST)
     targets, switch = ui.form["ui.targets"], ui.form["ui.all_linear"]
-    then_text(targets.change(targets_handler(locked), [targets, *state], [ui.values, switch, *count_out],
+    then_text(targets.change(targets_handler(locked, ui), [targets, *state], [ui.values, switch, *count_out],
                              trigger_mode="always_last", **FAST))
-    then_text(switch.change(switch_handler(locked), [switch, *state], [ui.values, targets, *count_out],
+    then_text(switch.change(switch_handler(locked, ui), [switch, *state], [ui.values, targets, *count_out],
                             trigger_mode="always_last", **FAST))
     for key in MODEL_KEYS:
         widget = ui.form[key]
         triggers = [widget.blur, widget.submit] if key in ON_LEAVE else [widget.change]
-        then_text(gr.on(triggers, model_handler(key, locked), [widget, ui.values, ui.extra],
+        then_text(gr.on(triggers, model_handler(key, locked, ui), [widget, ui.values, ui.extra],
                         [ui.values, ui.model_info, targets, switch, ui.model_note, *count_out],
                         trigger_mode="always_last", show_progress="minimal", api_visibility="private"))
 
-    # --- presets and run files fill the whole form ---
-    widgets = [ui.form[k] for k in FORM_KEYS]
 
-    def fill(raw: dict, extra: dict, values: dict, info_before: dict):
-        """Replace the form (the state dict in place, under the caller's lock) with a whole run dict."""
-        model = raw.get("model") or {}
-        info = model_info({"model.name_or_path": model.get("name_or_path", DEMO), "model.revision":
-                           model.get("revision"), "model.trust_remote_code": model.get("trust_remote_code")})
-        before = dict(values)
-        kept = {k: v for k, v in values.items() if k == memory_view.KEY}   # the GPU picked is no run-file key
-        values.clear()
-        values.update(form_values(raw, info), **kept)
-        return [*widget_updates(values, info, before, info_before), values, extra, info, info["note"],
-                *count_view(values, extra, info)]
+# --- presets, run files and past runs fill the whole form ---
 
-    fill_out = [*widgets, *state, ui.model_note, *count_out]
-    memory_view.wire(ui, locked, count_out, then_text)   # the "apply the fix" button (ui/memory_view.py)
+def fill_outputs(ui: SimpleNamespace) -> list:
+    """What filling the form may change: every widget, the state, the model's note and the count."""
+    return [*(ui.form[k] for k in FORM_KEYS), *state_of(ui), ui.model_note, *count_outputs(ui)]
 
-    def on_preset(name, values, extra, info, request: gr.Request):
+
+def fill(ui: SimpleNamespace, raw: dict, values: dict, info_before: dict) -> dict:
+    """Replace the form (the state dict in place, under the caller's lock) with a whole run dict; the updates
+    name only the widgets whose value changed."""
+    model = raw.get("model") or {}
+    info = model_info({"model.name_or_path": model.get("name_or_path", DEMO), "model.revision":
+                       model.get("revision"), "model.trust_remote_code": model.get("trust_remote_code")})
+    before = dict(values)
+    kept = {k: v for k, v in values.items() if k == memory_view.KEY}   # the GPU picked is no run-file key
+    values.clear()
+    values.update(form_values(raw, info), **kept)
+    extra = extra_of(raw)
+    widgets = {ui.form[k]: update for k, update in widget_updates(values, info, before, info_before).items()}
+    return {**widgets, ui.values: values, ui.extra: extra, ui.model_info: info, ui.model_note: info["note"],
+            **count_view(ui, values, extra, info)}
+
+
+def preset_handler(ui: SimpleNamespace, locked: SessionLocks) -> Handler:
+    def on_preset(name: str | None, values: dict, extra: dict, info: dict, request: gr.Request) -> dict:
         if not name:
-            return [gr.skip()] * len(fill_out)
+            return gr.skip()
         from finetune.runfile.presets import load_preset
 
-        try:
+        with refusals():
             preset = load_preset(name)
-        except RunFileError as exc:
-            raise gr.Error("\n".join(exc.problems)) from None
         with locked(request):
             raw, _, _ = form_run(values, extra, info)
-            merged = preset_run(raw, preset)
-            out = fill(merged, extra_of(merged), values, info)
+            out = fill(ui, preset_run(raw, preset), values, info)
         gr.Info(f"Preset {name} applied.")
         return out
+    return on_preset
 
-    # .select, not .input: Gradio 6's dropdown sends input twice per pick (on the pick, then on its blur), which
-    # applied the preset twice. Through the queue, so "Preset X applied." shows as a toast (an event outside
-    # the queue can only print it to the server's console).
-    then_text(ui.preset.select(on_preset, [ui.preset, *state], fill_out, **{**FAST, "queue": True}))
 
-    def kind_label(kind: str) -> str:
-        return {"axolotl": "an Axolotl config", "peft": "a PEFT adapter_config.json"}.get(kind, kind)
+def kind_label(kind: str) -> str:
+    return {"axolotl": "an Axolotl config", "peft": "a PEFT adapter_config.json"}.get(kind, kind)
 
-    def on_load_run(path, values, info, request: gr.Request):
+
+def load_run_handler(ui: SimpleNamespace, locked: SessionLocks) -> Handler:
+    def on_load_run(path: str, values: dict, info: dict, request: gr.Request) -> dict:
+        from finetune.runfile.importers import as_run_file
         from finetune.runfile.text import read_file
-        from finetune.ui.guard import user_error
 
         name = Path(path).name
-        from finetune.runfile.importers import as_run_file
-
-        try:   # read_file refuses a file over the run-file size limit before reading it
+        with refusals():   # read_file refuses a file over the run-file size limit before reading it
             raw = read_file(path, source=name)
             # An Axolotl config or a PEFT adapter_config.json is imported (`python -m finetune import`).
             raw, notes, kind = as_run_file(raw)
-        except RunFileError as exc:
-            raise user_error("\n".join(exc.problems)) from None
         with locked(request):
-            out = fill(raw, extra_of(raw), values, info)
+            out = fill(ui, raw, values, info)
         for note in notes:
             gr.Warning(f"{name}: {note}")
         gr.Info(f"Loaded {name}" + ("." if kind == "run" else f" (imported from {kind_label(kind)})."))
         return out
+    return on_load_run
 
-    def on_clone(run_id, values, info, request: gr.Request):
+
+def clone_handler(ui: SimpleNamespace, jobs, locked: SessionLocks) -> Handler:
+    def on_clone(run_id: str | None, values: dict, info: dict, request: gr.Request) -> dict:
         """"Load into form": the selected run's run.yaml (what it ran, fully resolved) fills the form; a
         launch from it gets a new folder."""
         from finetune.jobs import history
         from finetune.runfile.text import read_file
-        from finetune.ui.guard import user_error
 
         if not run_id or run_id not in {p.name for p in history.run_dirs(jobs.runs_dir)}:
             raise user_error(f"Load into form: no run {run_id!r} to load")
-        try:
+        with refusals():
             raw = read_file(Path(jobs.runs_dir) / run_id / "run.yaml", source=f"{run_id}/run.yaml")
-        except RunFileError as exc:
-            raise user_error("\n".join(exc.problems)) from None
         (raw.get("training") or {}).pop("output_dir", None)
         with locked(request):
-            out = fill(raw, extra_of(raw), values, info)
+            out = fill(ui, raw, values, info)
         gr.Info(f"The settings of {run_id} are in the form.")
         return out
+    return on_clone
 
-    then_text(ui.clone.click(on_clone, [ui.run_select, ui.values, ui.model_info], fill_out, api_visibility="private"))
 
-    then_text(ui.load_run.upload(on_load_run, [ui.load_run, ui.values, ui.model_info], fill_out,
+def wire_fills(ui: SimpleNamespace, jobs, locked: SessionLocks, then_text: Callable[[object], None]) -> None:
+    fill_out = fill_outputs(ui)
+    # .select, not .input: Gradio 6's dropdown sends input twice per pick (on the pick, then on its blur), which
+    # applied the preset twice. Through the queue, so "Preset X applied." shows as a toast (an event outside
+    # the queue can only print it to the server's console).
+    then_text(ui.preset.select(preset_handler(ui, locked), [ui.preset, *state_of(ui)], fill_out,
+                               **{**FAST, "queue": True}))
+    then_text(ui.clone.click(clone_handler(ui, jobs, locked), [ui.run_select, ui.values, ui.model_info], fill_out,
+                             api_visibility="private"))
+    then_text(ui.load_run.upload(load_run_handler(ui, locked), [ui.load_run, ui.values, ui.model_info], fill_out,
                                  api_visibility="private"))
 
-    # --- data: where it comes from, and a preview ---
-    def on_source(source, path):
+
+# --- data: where it comes from, and a preview ---
+
+def wire_data(ui: SimpleNamespace, jobs, locked: SessionLocks) -> None:
+    path_box = ui.form["data.path"]
+
+    def on_source(source: str, path: str | None) -> dict:
         show_path, show_file = source == "hub", source == "file"
         value = DEMO if source == "demo" else ("" if path == DEMO else path)
-        return gr.Textbox(visible=show_path or show_file, value=value, interactive=show_path), \
-            gr.File(visible=show_file)
+        return {path_box: gr.Textbox(visible=show_path or show_file, value=value, interactive=show_path),
+                ui.data_file: gr.File(visible=show_file)}
 
-    ui.data_source.input(on_source, [ui.data_source, ui.form["data.path"]], [ui.form["data.path"], ui.data_file],
-                         **FAST)
+    ui.data_source.input(on_source, [ui.data_source, path_box], [path_box, ui.data_file], **FAST)
 
-    def on_data_file(path, profile: gr.OAuthProfile | None = None):
+    def on_data_file(path: str | None, profile: gr.OAuthProfile | None = None):
         if not path:
             return gr.skip()
         from finetune.data.uploads import store
-        from finetune.ui.guard import require, user_error
 
         require(profile, "upload datasets")   # on a Space: the same sign-in as Launch (it stores files)
         try:   # kept beside the runs, size-capped, pruned once stale (finetune/data/uploads.py)
@@ -309,11 +346,11 @@ def wire_configure(ui, jobs) -> None:
         except (RunFileError, OSError) as exc:
             raise user_error(getattr(exc, "problems", [f"upload: cannot be stored: {exc}"])[0]) from None
 
-    ui.data_file.upload(on_data_file, ui.data_file, ui.form["data.path"], api_visibility="private")
+    ui.data_file.upload(on_data_file, ui.data_file, path_box, api_visibility="private")
 
-    def on_preview(values, extra, info, request: gr.Request, profile: gr.OAuthProfile | None = None):
+    def on_preview(values: dict, extra: dict, info: dict, request: gr.Request,
+                   profile: gr.OAuthProfile | None = None) -> str:
         from finetune.data.formats import preview
-        from finetune.ui.guard import require
 
         require(profile, "preview data")   # on a Space: the same sign-in as Launch (it reads files)
         with locked(request):
@@ -325,4 +362,4 @@ def wire_configure(ui, jobs) -> None:
         except RunFileError as exc:
             return render.problems(exc.problems)
 
-    ui.preview_button.click(on_preview, state, ui.preview, api_visibility="private")
+    ui.preview_button.click(on_preview, state_of(ui), ui.preview, api_visibility="private")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import html
 
+import gradio as gr
+
 from finetune.model import fit
 from finetune.model.memory import PARTS, estimate, settings_of
 
@@ -91,8 +93,6 @@ def _label(fix) -> str:
 
 def build(ui, initial: dict) -> None:
     """Declare the picker, the panel and the button (inside the Understand column of layout.py)."""
-    import gradio as gr
-
     ui.form[KEY] = gr.Dropdown(choices(), value=default_gpu(), label="Will it fit on", elem_id="gpu-picker",
                                info=HELP)
     ui.memory = gr.HTML(initial.get("memory", ""), elem_id="memory-estimate")
@@ -100,34 +100,32 @@ def build(ui, initial: dict) -> None:
     ui.apply_fix = gr.Button(label or "Apply the fix", visible=bool(label), size="sm", elem_id="apply-fix")
 
 
-def updates(panel_dict: dict) -> list:
-    """Updates for [#memory-estimate, #apply-fix] from panel.understand()'s dict."""
-    import gradio as gr
-
+def updates(ui, panel_dict: dict) -> dict:
+    """Updates of #memory-estimate and #apply-fix, keyed by component, from panel.understand()'s dict."""
     label = panel_dict.get("fix_label")
-    return [panel_dict.get("memory", ""), gr.Button(value=label or "Apply the fix", visible=bool(label))]
+    return {ui.memory: panel_dict.get("memory", ""),
+            ui.apply_fix: gr.Button(value=label or "Apply the fix", visible=bool(label))}
 
 
 def wire(ui, locked, count_out: list, then_text) -> None:
     """The fix button: recompute the fix from the form's state (what the page shows may be a moment old), write
     its changes into the state and the widgets, and recount: the widgets' own change events then find their
-    values already in the state and do nothing (events.field_handler)."""
-    import gradio as gr
-
+    values already in the state and do nothing (events.field_handler). (gradio is imported at the top of this
+    module: Gradio finds `request: gr.Request` by resolving the annotation in the module's globals; without it
+    the handler got None for its request, and so the lock every session shares.)"""
     from finetune.ui.form import FORM_KEYS
     from finetune.ui.panel import count_view, understand
+    from finetune.ui.wiring import FAST
 
     widgets = [ui.form[k] for k in FORM_KEYS]
 
     def apply(values, extra, info, request: gr.Request):
         with locked(request):
-            fix = understand(values, extra, info).get("fix")
-            if not fix:
-                return [gr.skip()] * len(widgets) + [values, *count_view(values, extra, info)]
+            fix = understand(values, extra, info).get("fix") or {}
             before = dict(values)
             values.update(fix)
-            changed = [values[k] if k in fix and values[k] != before.get(k) else gr.skip() for k in FORM_KEYS]
-            return [*changed, values, *count_view(values, extra, info)]
+            changed = {ui.form[k]: values[k] for k in FORM_KEYS if k in fix and values[k] != before.get(k)}
+            return {**changed, ui.values: values, **count_view(ui, values, extra, info)}
 
     then_text(ui.apply_fix.click(apply, [ui.values, ui.extra, ui.model_info], [*widgets, ui.values, *count_out],
-                                 queue=False, show_progress="hidden", api_visibility="private"))
+                                 **FAST))

@@ -67,14 +67,17 @@ def understand(values: dict, extra: dict, info: dict) -> dict:
             "memory": memory, "fix_label": fix_label, "fix": fix}
 
 
-COUNT_VIEW_SIZE = 6   # how many updates count_view returns: event handlers skip that many when nothing changed
+def count_outputs(ui) -> list:
+    """The components count_view updates, for an event's outputs: #param-count, #count-details, #form-errors,
+    #launch, #memory-estimate and #apply-fix."""
+    return [ui.param_count, ui.count_details, ui.errors, ui.launch, ui.memory, ui.apply_fix]
 
 
-def count_view(values: dict, extra: dict, info: dict) -> list:
-    """Updates for [#param-count, #count-details, #form-errors, #launch, #memory-estimate, #apply-fix]."""
+def count_view(ui, values: dict, extra: dict, info: dict) -> dict:
+    """The Understand panel's updates, keyed by component (count_outputs(ui))."""
     panel = understand(values, extra, info)
-    return [panel["count"], panel["details"], panel["errors"], gr.Button(interactive=panel["launchable"]),
-            *memory_view.updates(panel)]
+    return {ui.param_count: panel["count"], ui.count_details: panel["details"], ui.errors: panel["errors"],
+            ui.launch: gr.Button(interactive=panel["launchable"]), **memory_view.updates(ui, panel)}
 
 
 def run_file_text(values: dict, extra: dict, info: dict) -> str:
@@ -113,23 +116,23 @@ def form_values(run: dict, info: dict) -> dict:
     return run_to_form(full, info.get("all_linear", []))
 
 
-def widget_updates(values: dict, info: dict, before: dict, info_before: dict) -> list:
-    """Component updates for the form widgets whose value changed from `before`, in FORM_KEYS order
-    (redrawing all of them, and answering their change events, would take the browser half a second)."""
-    out = []
+def widget_updates(values: dict, info: dict, before: dict, info_before: dict) -> dict:
+    """{form key: update} for the form widgets whose value changed from `before`, and only those (redrawing
+    all of them, and answering their change events, would take the browser half a second)."""
+    out = {}
     for key in FORM_KEYS:
         value = values.get(key)
         if key not in values or (value == before.get(key) and (key != "ui.targets" or info == info_before)):
-            out.append(gr.skip())
-        elif key == "ui.targets":
+            continue
+        if key == "ui.targets":
             choices = list(info.get("choices", []))
             known = {c[1] for c in choices}
             choices += [(name, name) for name in value or [] if name not in known]   # shown, then refused
-            out.append(gr.CheckboxGroup(choices=choices, value=value or []))
+            out[key] = gr.CheckboxGroup(choices=choices, value=value or [])
         elif key == "lora.r" and value is not None:
-            out.append(gr.Slider(value=value, maximum=max(256, value)))
+            out[key] = gr.Slider(value=value, maximum=max(256, value))
         elif key == "lora.lora_alpha" and value is not None:
-            out.append(gr.Slider(value=value, minimum=min(1, value), maximum=max(512, value)))
+            out[key] = gr.Slider(value=value, minimum=min(1, value), maximum=max(512, value))
         else:
-            out.append(value)
+            out[key] = value
     return out
