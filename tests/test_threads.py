@@ -41,9 +41,9 @@ def test_everything_else_keeps_its_threads(env, case):
 def test_jobs_started_by_the_manager_are_marked(tmp_path):
     import sys
 
-    from finetune.jobs.process import spawn
+    from finetune.jobs.process import job_env, spawn
 
     log = tmp_path / "log"
     spawn([sys.executable, "-c", f"import os; print(os.environ.get({threads.SERVING!r}))"], log, tmp_path,
-          None).wait(timeout=60)
+          job_env(None)).wait(timeout=60)
     assert log.read_text().strip() == "1"

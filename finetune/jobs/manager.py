@@ -11,13 +11,16 @@ submits (to the queue on disk) and cancels, and takes over when the runner goes 
 
 Public API (used by the UI and the app's HTTP endpoints):
 
-    JobManager(runs_dir=None, slots=None, *, command=None, cwd=None, poll_interval=1.0, cancel_timeout=30.0)
+    JobManager(runs_dir=None, slots=None, *, command=None, cwd=None, poll_interval=1.0, cancel_timeout=30.0,
+               warm=False)
         runs_dir: default env FINETUNE_RUNS_DIR, else "runs/". slots: jobs at once; default one per CUDA
         GPU, 1 without. A run with training.devices N holds N slots (its GPUs) and starts when N are free,
         in queue order (finetune/jobs/slots.py); it launches its own N ranks (finetune/train/launch.py).
         command: the argv prefix a job runs (the run file's path is appended); default
         [sys.executable, "-m", "finetune", "train"]. cwd: the jobs' working directory (relative paths in
-        run files resolve there); default the current one. A daemon thread advances the queue.
+        run files resolve there); default the current one. A daemon thread advances the queue. warm: fork
+        jobs from a process that has imported the training libraries already (finetune/jobs/warm.py; the
+        app's manager does), saving the seconds of imports at the start of every job.
     .submit(run: RunConfig | str) -> str          validate the run file and its count (RunFileError
                                                   propagates), make the folder, queue;
                                                   returns the run id, e.g. "20261122-041530-demo-r16"
@@ -59,7 +62,9 @@ import yaml
 from finetune.errors import RunFileError
 from finetune.jobs import cancel as stopping
 from finetune.jobs import slots as slotting
-from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, spawn
+from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, job_env, spawn, started_at
+from finetune.jobs.warm import ENABLED as WARM_ENABLED
+from finetune.jobs.warm import WarmStarter
 from finetune.model.count import count_run
 from finetune.runfile import RunConfig, parse_run
 from finetune.runfile.validators import show
@@ -100,7 +105,7 @@ def _slug(text: str) -> str:
 
 class JobManager:
     def __init__(self, runs_dir=None, slots: int | None = None, *, command=None, cwd=None,
-                 poll_interval: float = 1.0, cancel_timeout: float = 30.0):
+                 poll_interval: float = 1.0, cancel_timeout: float = 30.0, warm: bool = False):
         self.cwd = Path(cwd or os.getcwd()).resolve()
         self.runs_dir = (self.cwd / (runs_dir or os.environ.get("FINETUNE_RUNS_DIR") or "runs")).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +119,9 @@ class JobManager:
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
         self._stop = threading.Event()
+        self._warm = None
+        if warm and command is None and os.environ.get(WARM_ENABLED, "1") != "0":
+            self._warm = WarmStarter(job_env(None), self.runs_dir / ".warm.log")
         self.poll()  # re-attach, settle and start at once, not a poll interval later
         self._thread = threading.Thread(target=self._loop, name="finetune-jobs", daemon=True)
         self._thread.start()
@@ -346,16 +354,23 @@ class JobManager:
         slot = slots[0]
         # One GPU per slot; the job sees only these (so its devices: auto is what it was given).
         gpu = ",".join(self._gpus[s % len(self._gpus)] for s in slots) if self._gpus else None
+        resume = ["--resume"] if folder.read_status().get("resume") else []   # queued by resume()
+        argv, env = [*self.command, str(folder.run_yaml), *resume], job_env(gpu)
+        proc = None
+        # Written before the job starts: a warm job (finetune/jobs/warm.py) writes its own status at once,
+        # and its state must not be overwritten by this one.
+        folder.write_status(state="running", slot=slot, slots=list(slots), gpu=gpu, started_at=time.time())
         try:
-            resume = ["--resume"] if folder.read_status().get("resume") else []   # queued by resume()
-            proc = spawn([*self.command, str(folder.run_yaml), *resume], folder.log_file, cwd=self.cwd, gpu=gpu)
+            pid = self._warm.spawn(argv, folder.log_file, self.cwd, env) if self._warm else None
+            if pid is None:
+                proc = spawn(argv, folder.log_file, cwd=self.cwd, env=env)
+                pid = proc.pid
         except OSError as exc:
             folder.write_status(state="failed", error=f"the job could not be started: {exc}")
             return
-        # The job writes its own status too, but only after its imports (seconds), so this cannot clobber it.
-        folder.write_status(state="running", pid=proc.pid, slot=slot, slots=list(slots), gpu=gpu,
-                            started_at=time.time())
-        self._jobs[folder.path.name] = _Job(pid=proc.pid, proc=proc, slot=slot, slots=tuple(slots))
+        # pid_started: with the pid, what names the job's process (process.is_job_process).
+        folder.write_status(pid=pid, pid_started=started_at(pid), warm=proc is None)
+        self._jobs[folder.path.name] = _Job(pid=pid, proc=proc, slot=slot, slots=tuple(slots))
 
     def _requeued(self, path: Path) -> bool:
         """A settled run that was queued again (resume() by this or another manager): scan it again."""
@@ -395,6 +410,8 @@ class JobManager:
                     self.cancel(run_id, force=True)
         self._stop.set()
         self._thread.join()
+        if self._warm is not None:
+            self._warm.close()
         with self._lock:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)

@@ -32,17 +32,31 @@ def detect_gpus() -> list[str]:
     return visible[:count] if visible else [str(i) for i in range(count)]
 
 
-def spawn(argv: list[str], log_file: Path, cwd: Path, gpu: str | None) -> subprocess.Popen:
-    """Start a job detached from us. Its output goes to `log_file`: a pipe nobody drains fills up and stalls
-    training. Its own session keeps the app's Ctrl-C away from it and lets a cancel signal its whole group."""
+def job_env(gpu: str | None) -> dict:
+    """The environment a job gets: ours, plus what follows."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # the log streams instead of arriving in 8 KiB blocks
     env["FINETUNE_SERVING"] = "1"   # it shares the machine with the page: finetune/train/threads.py
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def spawn(argv: list[str], log_file: Path, cwd: Path, env: dict) -> subprocess.Popen:
+    """Start a job detached from us. Its output goes to `log_file`: a pipe nobody drains fills up and stalls
+    training. Its own session keeps the app's Ctrl-C away from it and lets a cancel signal its whole group."""
     with log_file.open("ab") as log:
         return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def started_at(pid: int) -> float | None:
+    """When the process began (the kernel's clock): with the pid, it names one process, never a later one
+    that reused the pid."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def is_job_process(pid, folder: RunFolder) -> bool:
@@ -52,8 +66,15 @@ def is_job_process(pid, folder: RunFolder) -> bool:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
         cmdline = proc.cmdline()
+        began = proc.create_time()
     except (psutil.Error, ValueError, TypeError):
         return False
+    # The process this manager (or an earlier one) started for this folder: a job forked by the warm
+    # starter (finetune/jobs/warm.py) has the warm process's command line, so the pid and its start time
+    # recorded at launch are what name it.
+    recorded = folder.read_status().get("pid_started")
+    if isinstance(recorded, (int, float)) and abs(began - recorded) < 0.5:
+        return True
     if str(folder.run_yaml) in cmdline:
         return True
     # A job started by hand (`python -m finetune train my.yaml`) counts only if it runs this folder: any

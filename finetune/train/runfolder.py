@@ -1,15 +1,23 @@
 """The run folder (`training.output_dir`): the contract between a training job and whoever watches it.
 
 The job writes; the UI and the job manager read. Writes of status.json are atomic (write, then rename),
-so a reader never sees half a file; metrics.jsonl is only ever appended to, one JSON object per line.
+so a reader never sees half a file, and each update (read, change, write) holds an flock on
+`.status.lock`, so the job's and the job manager's updates never drop each other's keys; metrics.jsonl is
+only ever appended to, one JSON object per line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:   # not on POSIX: updates are not serialised
+    fcntl = None  # type: ignore[assignment]
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 FINAL_STATES = ("completed", "failed", "cancelled")
@@ -36,13 +44,26 @@ class RunFolder:
         """Update status.json with `fields` (state, step, max_steps, error, pid, ...) and stamp the time."""
         if "state" in fields and fields["state"] not in STATES:
             raise ValueError(f"unknown state {fields['state']!r}")
-        status = self.read_status()
-        status.update(fields, updated_at=time.time())
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.status_file.with_name(f".status.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(status, indent=1), encoding="utf-8")
-        os.replace(tmp, self.status_file)
+        with self._status_lock():
+            status = self.read_status()
+            status.update(fields, updated_at=time.time())
+            tmp = self.status_file.with_name(f".status.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(status, indent=1), encoding="utf-8")
+            os.replace(tmp, self.status_file)
         return status
+
+    @contextlib.contextmanager
+    def _status_lock(self):
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(self.path / ".status.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def append_metrics(self, record: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

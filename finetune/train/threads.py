@@ -12,6 +12,7 @@ CLI keeps every core; OMP_NUM_THREADS set by the user always wins; GPU jobs and 
 from __future__ import annotations
 
 import os
+import sys
 
 SERVING = "FINETUNE_SERVING"
 
@@ -24,7 +25,7 @@ def cores() -> int:
 
 
 def leave_a_core_to_the_page(devices) -> int | None:
-    """Call before torch is imported. Sets OMP_NUM_THREADS for a single-device CPU job started by the app
+    """Call before torch is imported (or in a job forked with torch imported). Sets OMP_NUM_THREADS for a single-device CPU job started by the app
     (`devices: auto` without a GPU is one device); returns the thread count chosen, or None when it left
     the default."""
     from finetune.model.dtypes import this_device
@@ -35,4 +36,6 @@ def leave_a_core_to_the_page(devices) -> int | None:
         return None
     n = max(1, cores() - 1)
     os.environ["OMP_NUM_THREADS"] = str(n)
+    if "torch" in sys.modules:   # a job forked warm (finetune/jobs/warm.py): torch read the variable already
+        sys.modules["torch"].set_num_threads(n)
     return n

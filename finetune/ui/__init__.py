@@ -12,7 +12,7 @@ def build_app(runs_dir=None):
     from finetune.data.uploads import prune as prune_uploads
     from finetune.jobs import JobManager
 
-    jobs = JobManager(runs_dir)
+    jobs = JobManager(runs_dir, warm=True)   # jobs forked with the training libraries imported (jobs/warm.py)
     prune_uploads(jobs.runs_dir)   # uploads older than a day that no run names (finetune/data/uploads.py)
     demo, _ = build_page(jobs)
     return demo, jobs
