@@ -247,3 +247,35 @@ def test_only_the_apps_own_refusals_are_quiet(page):
     """Building the page changes nothing of gradio's class: a gr.Error raised elsewhere keeps its traceback."""
     assert gr.Error("raised by someone else").print_exception
     assert not user_error("a refusal").print_exception
+
+
+def test_the_watch_poll_sends_what_changed_and_nothing_once_settled(page):
+    """The one-second poll of the selected run: its first answer draws everything, the settings go alone,
+    then the data twice more (finetune/ui/plots.py), then nothing (gr.skip(), accepted by Gradio)."""
+    ui = page.ui
+    tick = wired(page, ui.timer, "tick", ui.loss_plot)
+    seen, answers = None, []
+    for _ in range(8):
+        answer = tick.fn(None, seen)
+        answers.append(updated(page, tick, answer))
+        if answer != gr.skip():
+            seen = answer[ui.seen]
+    assert {ui.loss_plot, ui.progress, ui.log, ui.seen} <= answers[0]
+    assert answers[-1] == set() and answers[-2] == set()
+
+
+def test_the_runs_poll_lists_a_new_run_once(page):
+    ui = page.ui
+    tick = wired(page, ui.list_timer, "tick", ui.runs_table)
+    first = tick.fn(None, None, [], None, [])
+    assert {ui.run_select, ui.run_list, ui.runs_table, ui.runs_shown} <= updated(page, tick, first)
+    again = tick.fn(None, first[ui.run_list], [], first[ui.runs_shown], [])
+    assert updated(page, tick, again) == set()
+    run_id = page.jobs.submit("model: {name_or_path: demo}\ntraining: {max_steps: 1}\n")
+    try:
+        later = tick.fn(None, first[ui.run_list], [run_id], first[ui.runs_shown], [])
+        assert {ui.run_select, ui.runs_table} <= updated(page, tick, later)
+        assert props(later[ui.run_select]).get("value") == run_id   # this page launched it: it follows it
+    finally:
+        page.jobs.cancel(run_id)
+        page.jobs.wait(run_id, timeout=120)

@@ -22,6 +22,7 @@ from finetune.train.runfolder import FINAL_STATES, RunFolder
 from finetune.ui import access, plots, render
 from finetune.ui.guard import user_error, user_error_from
 from finetune.ui.panel import form_run
+from finetune.ui.wiring import FAST
 
 ACTIVE = ("running", "queued")
 LOG_CHARS = 3000   # the log box shows the last lines within this many characters
@@ -91,8 +92,8 @@ def adapter_zip(runs_dir: Path, run_id: str) -> str | None:
     return str(target)
 
 
-def list_update(runs: list[dict], selected, shown, mine) -> tuple:
-    """(the run selector's update, the page's run list state) for the runs just read: gr.skip() while the
+def list_update(runs: list[dict], selected, shown, mine) -> tuple | None:
+    """(the run selector's update, the page's run list state) for the runs just read; None while the
     list has not changed (a redraw would close the menu under the user's pointer). A value is sent only to
     switch runs (follow()): a list read just before a Launch must not switch the page back. Polled every
     second by finetune/ui/runs.py, with the runs table, in one request."""
@@ -100,7 +101,7 @@ def list_update(runs: list[dict], selected, shown, mine) -> tuple:
     known = set(shown["known"]) if shown else {r["run_id"] for r in runs}
     switch = follow(runs, known, set(mine or []), selected)
     if shown and choices == shown["choices"] and not switch:
-        return gr.skip(), gr.skip()
+        return None
     pairs = [(label, run_id) for label, run_id in choices]
     update = gr.Dropdown(choices=pairs, value=switch) if switch else gr.Dropdown(choices=pairs)
     return update, {"choices": choices, "known": sorted(known | {r["run_id"] for r in runs})}
@@ -157,7 +158,7 @@ def wire_live(ui, jobs) -> None:
                     ui.seen: {**seen, "settings": settings, "resend": 2}}
         resend = seen.get("resend") or 0
         if panel["key"] == seen.get("key") and not resend:
-            return {}
+            return gr.skip()   # every output as it is (Gradio refuses an empty dict)
         out: dict = {}
         if panel["data_key"] != seen.get("data_key") or resend:
             out = {ui.loss_plot: plots.loss_frame(panel["curves"]), ui.lr_plot: plots.lr_frame(panel["curves"])}
@@ -170,11 +171,10 @@ def wire_live(ui, jobs) -> None:
                 else gr.DownloadButton(visible=False), ui.seen: seen}
 
     watch_outputs = [ui.loss_plot, ui.lr_plot, ui.progress, ui.log, ui.cancel, ui.resume, ui.adapter, ui.seen]
-    fast = dict(queue=False, show_progress="hidden", api_visibility="private")
-    ui.timer.tick(view, [ui.run_select, ui.seen], watch_outputs, trigger_mode="always_last", **fast)
-    ui.run_select.change(view, [ui.run_select, ui.seen], watch_outputs, **fast)
-    ui.show_lr.change(lambda on: gr.LinePlot(visible=bool(on)), ui.show_lr, ui.lr_plot, **fast)
-    ui.log.change(None, None, None, js=FOLLOW_LOG_JS, **fast)
+    ui.timer.tick(view, [ui.run_select, ui.seen], watch_outputs, trigger_mode="always_last", **FAST)
+    ui.run_select.change(view, [ui.run_select, ui.seen], watch_outputs, **FAST)
+    ui.show_lr.change(lambda on: gr.LinePlot(visible=bool(on)), ui.show_lr, ui.lr_plot, **FAST)
+    ui.log.change(None, None, None, js=FOLLOW_LOG_JS, **FAST)
 
     def on_launch(values, extra, info, mine, request: gr.Request, profile: gr.OAuthProfile | None = None,
                   oauth_token: gr.OAuthToken | None = None):

@@ -15,6 +15,7 @@ from finetune.jobs import history
 from finetune.train.runfolder import RunFolder
 from finetune.ui import plots, render
 from finetune.ui.live import list_update
+from finetune.ui.wiring import FAST
 
 
 def _num(value, fmt: str) -> str:
@@ -72,28 +73,28 @@ def compare_data(runs_dir, run_ids: list[str]):
 
 
 def wire_runs(ui, jobs) -> None:
-    fast = dict(queue=False, show_progress="hidden", api_visibility="private")
 
     def refresh(selected, run_list, mine, shown, compared):
         """Every second, in one request: the run selector's list (ui/live.py list_update), the table and the
         compare choices, each sent only when it changed. The compare chart follows runs still training
         (data only: its runs and colours are unchanged)."""
         rows = history.summaries(jobs.runs_dir)
-        listed = list_update(rows, selected, run_list, mine)
+        out: dict = {}
+        if (listed := list_update(rows, selected, run_list, mine)) is not None:
+            out[ui.run_select], out[ui.run_list] = listed
         key = [[cell(r) for cell in RUNS_COLUMNS.values()] for r in rows]
-        if key == shown:
-            return (*listed, gr.skip(), gr.skip(), gr.skip(), gr.skip())
-        chart = gr.skip()
-        if compared and len(compared) >= 2 and shown is not None:
-            old = {row[0]: row for row in shown}
-            if any(old.get(row[0]) != row for row in key if row[0] in compared):
-                chart = compare_data(jobs.runs_dir, compared)[0]
-        frame = pd.DataFrame(key, columns=list(RUNS_COLUMNS))
-        return (*listed, frame, gr.Dropdown(choices=[r["run_id"] for r in rows]), chart, key)
+        if key != shown:
+            if compared and len(compared) >= 2 and shown is not None:
+                old = {row[0]: row for row in shown}
+                if any(old.get(row[0]) != row for row in key if row[0] in compared):
+                    out[ui.compare_plot] = compare_data(jobs.runs_dir, compared)[0]
+            out.update({ui.runs_table: pd.DataFrame(key, columns=list(RUNS_COLUMNS)), ui.runs_shown: key,
+                        ui.compare_runs: gr.Dropdown(choices=[r["run_id"] for r in rows])})
+        return out or gr.skip()   # Gradio refuses an empty dict
 
     ui.list_timer.tick(refresh, [ui.run_select, ui.run_list, ui.mine, ui.runs_shown, ui.compare_runs],
                        [ui.run_select, ui.run_list, ui.runs_table, ui.compare_runs, ui.compare_plot, ui.runs_shown],
-                       trigger_mode="always_last", **fast)
+                       trigger_mode="always_last", **FAST)
 
     def on_compare(run_ids):
         frame, diff = compare_data(jobs.runs_dir, run_ids or [])
@@ -110,11 +111,11 @@ def wire_runs(ui, jobs) -> None:
         return gr.LinePlot(color_map=plots.compare_colors(ids), x_lim=plots.x_lim(None, last))
 
     ui.compare_runs.change(on_compare, ui.compare_runs, [ui.compare_plot, ui.config_diff],
-                           trigger_mode="always_last", **fast) \
-        .then(compare_settings, ui.compare_runs, ui.compare_plot, **fast)
+                           trigger_mode="always_last", **FAST) \
+        .then(compare_settings, ui.compare_runs, ui.compare_plot, **FAST)
 
     def on_row(event: gr.SelectData):
         row = getattr(event, "row_value", None) or []
         return row[0] if row else gr.skip()
 
-    ui.runs_table.select(on_row, None, ui.run_select, **fast)
+    ui.runs_table.select(on_row, None, ui.run_select, **FAST)
