@@ -120,7 +120,9 @@ class JobManager:
         self._lock_fd: int | None = None
         self._stop = threading.Event()
         self._warm = None
-        if warm and command is None and os.environ.get(WARM_ENABLED, "1") != "0":
+        # CPU machines only: a library that calls torch.cuda.is_available() at import initialises the CUDA
+        # driver, which a forked child cannot use; that path has not been tried on a GPU.
+        if warm and command is None and not self._gpus and os.environ.get(WARM_ENABLED, "1") != "0":
             self._warm = WarmStarter(job_env(None), self.runs_dir / ".warm.log")
         self.poll()  # re-attach, settle and start at once, not a poll interval later
         self._thread = threading.Thread(target=self._loop, name="finetune-jobs", daemon=True)

@@ -13,7 +13,10 @@ Used only when it is safe, else a job starts as a fresh process (WarmStarter.spa
   (the child gets the job's whole environment, but a library read those already);
 - CUDA was not initialised here (a forked child cannot use it then) and no other thread runs here (a lock
   held by one at the fork would stay held in the child);
-- the imports are done (until then, about the first 10 s after the app starts, jobs start cold).
+- the imports are done (until then, about the first 10 s after the app starts, jobs start cold);
+- the machine has no GPU (finetune/jobs/manager.py): CUDA's driver, initialised by any is_available() call
+  during the imports, does not survive a fork, and a GPU was not at hand to prove a way around it. There,
+  the imports are a smaller share of a job anyway.
 FINETUNE_WARM_JOBS=0 turns it off.
 
 Protocol, one JSON object per line: this process writes {"ready": true} once its imports are done (or
