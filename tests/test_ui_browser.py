@@ -304,19 +304,33 @@ def test_a_preset_resets_what_it_does_not_set(page):
     pick("Dettmers")
     page.wait_for_function("document.querySelector('#run-file').innerText.includes('quantization: 4bit')",
                            timeout=30_000)
+    page.evaluate(COUNT_TOASTS, "Preset unsloth applied")   # toasts vanish after a while: count as they come
     pick("Unsloth")
     page.wait_for_function("""() => { const t = document.querySelector('#run-file').innerText;
         return t.includes('quantization: none') && !t.includes('paged_adamw') && !t.includes('max_grad_norm: 0.3')
                && t.includes('gradient_checkpointing: true'); }""", timeout=30_000)
     sync_api.expect(page.locator("#quantization input[value='none']")).to_be_checked()
     sync_api.expect(page.locator("#lora-r input[type=number]")).to_have_value("16")
-    time.sleep(1)
-    toasts = page.locator(".toast-message-text").filter(has_text="Preset unsloth applied")
-    assert toasts.count() == 1
+    page.wait_for_function("window.__toasts >= 1", timeout=15_000)
+    time.sleep(1.5)
+    assert page.evaluate("window.__toasts") == 1
     box = page.locator("#preset input")   # the longest preset title fits its box
     pick("blog post")
     page.wait_for_function("document.querySelector('#preset input').value.includes('Trainer recipe')")
     assert box.evaluate("e => e.scrollWidth <= e.clientWidth")
+
+
+# Counts the toasts with a given text as they are added to the page (window.__toasts).
+COUNT_TOASTS = """text => {
+    window.__toasts = 0;
+    new MutationObserver(changes => {
+        for (const change of changes) for (const node of change.addedNodes) {
+            if (node.nodeType !== 1) continue;
+            const found = node.matches('.toast-message-text') ? [node] : [...node.querySelectorAll('.toast-message-text')];
+            window.__toasts += found.filter(e => e.textContent.includes(text)).length;
+        }
+    }).observe(document.body, {childList: true, subtree: true});
+}"""
 
 
 def launch_from_form(page, r: int, steps: int) -> str:
