@@ -28,7 +28,8 @@ def wait_for(check, timeout: float = 120, what: str = "") -> None:
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory):
-    jobs = JobManager(tmp_path_factory.mktemp("warm") / "runs", warm=True, poll_interval=0.2, cancel_timeout=60)
+    jobs = JobManager(tmp_path_factory.mktemp("warm") / "runs", poll_interval=0.2, cancel_timeout=60)
+    assert jobs.warm_up()
     wait_for(lambda: jobs._warm._is_ready() or jobs._warm.ready is False, 180, "the warm process never got ready")
     assert jobs._warm.ready, jobs._warm.why
     yield jobs
@@ -80,6 +81,7 @@ def test_a_job_whose_environment_differs_starts_cold(manager, monkeypatch):
     run_id = manager.submit(SHORT)
     assert manager.wait(run_id, timeout=240)["state"] == "completed", manager.log_tail(run_id)
     assert status_file(manager, run_id)["warm"] is False
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" in status_file(manager, run_id)["cold_start"]
 
 
 def test_a_failing_warm_job_says_why(manager, tmp_path):
@@ -95,17 +97,17 @@ def test_a_failing_warm_job_says_why(manager, tmp_path):
 def test_only_module_commands_in_the_same_environment_are_forked(tmp_path):
     starter = WarmStarter.__new__(WarmStarter)   # the rules alone, without a process
     starter.env = {"HF_HOME": "/a", "CUDA_VISIBLE_DEVICES": "0", "FINETUNE_X": "1"}
-    assert starter._same_env({"HF_HOME": "/a", "CUDA_VISIBLE_DEVICES": "3"})   # read by CUDA in the child
-    assert starter._same_env({"HF_HOME": "/a", "FINETUNE_X": "2"})   # the child gets it, nothing read it yet
-    assert not starter._same_env({"HF_HOME": "/b"})
-    assert not starter._same_env({"HF_HOME": "/a", "OMP_NUM_THREADS": "1"})
+    assert starter._changed({"HF_HOME": "/a", "CUDA_VISIBLE_DEVICES": "3"}) == []   # read by CUDA in the child
+    assert starter._changed({"HF_HOME": "/a", "FINETUNE_X": "2"}) == []   # the child gets it, nothing read it yet
+    assert starter._changed({"HF_HOME": "/b"}) == ["HF_HOME"]
+    assert starter._changed({"HF_HOME": "/a", "OMP_NUM_THREADS": "1"}) == ["OMP_NUM_THREADS"]
     assert starter.spawn(["python", "script.py", "run.yaml"], tmp_path / "log", tmp_path, {}) is None
 
 
 def test_the_switch_turns_it_off(tmp_path, monkeypatch):
     monkeypatch.setenv("FINETUNE_WARM_JOBS", "0")
-    jobs = JobManager(tmp_path / "runs", warm=True)
+    jobs = JobManager(tmp_path / "runs")
     try:
-        assert jobs._warm is None
+        assert not jobs.warm_up() and jobs._warm is None
     finally:
         jobs.shutdown()

@@ -11,16 +11,17 @@ submits (to the queue on disk) and cancels, and takes over when the runner goes 
 
 Public API (used by the UI and the app's HTTP endpoints):
 
-    JobManager(runs_dir=None, slots=None, *, command=None, cwd=None, poll_interval=1.0, cancel_timeout=30.0,
-               warm=False)
+    JobManager(runs_dir=None, slots=None, *, command=None, cwd=None, poll_interval=1.0, cancel_timeout=30.0)
         runs_dir: default env FINETUNE_RUNS_DIR, else "runs/". slots: jobs at once; default one per CUDA
         GPU, 1 without. A run with training.devices N holds N slots (its GPUs) and starts when N are free,
         in queue order (finetune/jobs/slots.py); it launches its own N ranks (finetune/train/launch.py).
         command: the argv prefix a job runs (the run file's path is appended); default
         [sys.executable, "-m", "finetune", "train"]. cwd: the jobs' working directory (relative paths in
-        run files resolve there); default the current one. A daemon thread advances the queue. warm: fork
-        jobs from a process that has imported the training libraries already (finetune/jobs/warm.py; the
-        app's manager does), saving the seconds of imports at the start of every job.
+        run files resolve there); default the current one. A daemon thread advances the queue.
+    .warm_up()                                    from now on, fork jobs from a process that has imported
+                                                  the training libraries (finetune/jobs/warm.py; the app
+                                                  does, once its page is built): no seconds of imports
+                                                  at the start of each job
     .submit(run: RunConfig | str) -> str          validate the run file and its count (RunFileError
                                                   propagates), make the folder, queue;
                                                   returns the run id, e.g. "20261122-041530-demo-r16"
@@ -99,19 +100,22 @@ class _Job:
     slots: tuple = ()  # every slot it holds (training.devices > 1 holds several); slot is the first
 
 
+DEFAULT_COMMAND = [sys.executable, "-m", "finetune", "train"]
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24].strip("-") or "run"
 
 
 class JobManager:
     def __init__(self, runs_dir=None, slots: int | None = None, *, command=None, cwd=None,
-                 poll_interval: float = 1.0, cancel_timeout: float = 30.0, warm: bool = False):
+                 poll_interval: float = 1.0, cancel_timeout: float = 30.0):
         self.cwd = Path(cwd or os.getcwd()).resolve()
         self.runs_dir = (self.cwd / (runs_dir or os.environ.get("FINETUNE_RUNS_DIR") or "runs")).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._gpus = detect_gpus()
         self.slots = slots if slots is not None else max(1, len(self._gpus))
-        self.command = list(command or [sys.executable, "-m", "finetune", "train"])
+        self.command = list(command or DEFAULT_COMMAND)
         self.poll_interval, self.cancel_timeout = poll_interval, cancel_timeout
         self._jobs: dict[str, _Job] = {}
         self._leases: dict[str, int] = {}  # slots lent to work that is not a run (lease_slot)
@@ -119,14 +123,22 @@ class JobManager:
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
         self._stop = threading.Event()
-        self._warm = None
-        # CPU machines only: a library that calls torch.cuda.is_available() at import initialises the CUDA
-        # driver, which a forked child cannot use; that path has not been tried on a GPU.
-        if warm and command is None and not self._gpus and os.environ.get(WARM_ENABLED, "1") != "0":
-            self._warm = WarmStarter(job_env(None), self.runs_dir / ".warm.log")
+        self._warm: WarmStarter | None = None
         self.poll()  # re-attach, settle and start at once, not a poll interval later
         self._thread = threading.Thread(target=self._loop, name="finetune-jobs", daemon=True)
         self._thread.start()
+
+    def warm_up(self) -> bool:
+        """Start the warm process (finetune/jobs/warm.py) that later jobs are forked from; whether it was
+        started. Call it once this process has set its environment (Gradio sets a variable when a page is
+        built): a job whose environment then differs starts cold. Not with a custom command, not where
+        FINETUNE_WARM_JOBS=0, and only on CPU machines: a library that calls torch.cuda.is_available() at
+        import initialises the CUDA driver, which a forked child cannot use, and no GPU was at hand to
+        prove a way around it."""
+        if self._warm is None and self.command == DEFAULT_COMMAND and not self._gpus \
+                and os.environ.get(WARM_ENABLED, "1") != "0":
+            self._warm = WarmStarter(job_env(None), self.runs_dir / ".warm.log")
+        return self._warm is not None
 
     # ----- submitting and reading -----
 
@@ -371,7 +383,8 @@ class JobManager:
             folder.write_status(state="failed", error=f"the job could not be started: {exc}")
             return
         # pid_started: with the pid, what names the job's process (process.is_job_process).
-        folder.write_status(pid=pid, pid_started=started_at(pid), warm=proc is None)
+        folder.write_status(pid=pid, pid_started=started_at(pid), warm=proc is None,
+                            cold_start=self._warm.declined if self._warm and proc else None)
         self._jobs[folder.path.name] = _Job(pid=pid, proc=proc, slot=slot, slots=tuple(slots))
 
     def _requeued(self, path: Path) -> bool:

@@ -53,8 +53,10 @@ class WarmStarter:
         self.env = dict(env)
         self.ready: bool | None = None   # None: still importing
         self.why = ""
+        self.declined = ""   # why the last job had to start cold
         with Path(log_file).open("ab") as log:   # its own errors, if any
-            self.proc = subprocess.Popen([sys.executable, "-m", "finetune.jobs.warm"], env=self.env,
+            self.proc = subprocess.Popen([sys.executable, "-c", "from finetune.jobs.warm import serve; serve()"],
+                                         env=self.env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                          start_new_session=True)
         self._lock = threading.Lock()
@@ -65,7 +67,11 @@ class WarmStarter:
         if module is None:
             return None
         with self._lock:
-            if not self._is_ready() or not self._same_env(env):
+            if not self._is_ready():
+                self.declined = f"the warm process is not ready{': ' + self.why if self.why else ''}"
+                return None
+            if changed := self._changed(env):
+                self.declined = f"the environment changed since the warm process started ({', '.join(changed)})"
                 return None
             request = {"argv": [module, *argv[3:]], "log": str(log_file), "cwd": str(cwd), "env": env}
             try:
@@ -89,9 +95,10 @@ class WarmStarter:
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
 
-    def _same_env(self, env: dict) -> bool:
+    def _changed(self, env: dict) -> list[str]:
+        """The variables read at import whose value for this job differs from the warm process's."""
         keys = {k for k in set(env) | set(self.env) if k.startswith(READ_AT_IMPORT)} - NOT_AT_IMPORT
-        return all(env.get(k) == self.env.get(k) for k in keys)
+        return sorted(k for k in keys if env.get(k) != self.env.get(k))
 
     def _is_ready(self) -> bool:
         if self.ready is None and self.proc.poll() is None:

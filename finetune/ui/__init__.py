@@ -12,9 +12,10 @@ def build_app(runs_dir=None):
     from finetune.data.uploads import prune as prune_uploads
     from finetune.jobs import JobManager
 
-    jobs = JobManager(runs_dir, warm=True)   # jobs forked with the training libraries imported (jobs/warm.py)
+    jobs = JobManager(runs_dir)
     prune_uploads(jobs.runs_dir)   # uploads older than a day that no run names (finetune/data/uploads.py)
     demo, _ = build_page(jobs)
+    jobs.warm_up()   # jobs forked with the training libraries imported (jobs/warm.py), once the page is built
     return demo, jobs
 
 
