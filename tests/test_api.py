@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from appserver import ROOT, serve_app
 
+pytestmark = pytest.mark.slow   # each calls the app, served in its own process
+
 RUNS = {
     "defaults.yaml": "model: {name_or_path: demo}\n",
     "two-targets.yaml": "lora: {r: 4, lora_alpha: 8, target_modules: [q_proj, v_proj], use_dora: true,\n"

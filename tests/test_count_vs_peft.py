@@ -90,6 +90,7 @@ def lora_settings(draw, skel):
     return lora
 
 
+@pytest.mark.slow   # many generated settings per architecture, each built by PEFT
 @pytest.mark.parametrize("arch", sorted(TINY))
 def test_generated_settings_match_peft(arch, folders, peft):
     folder = folders[arch]

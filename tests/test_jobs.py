@@ -78,6 +78,7 @@ def test_unknown_or_unsafe_run_ids_raise(managers):
     assert manager.list_runs() == []
 
 
+@pytest.mark.slow
 def test_jobs_queue_run_in_order_and_report_losses(managers):
     manager = managers()
     bad_data = demo_run(2).replace("data: {path: demo", "data: {path: /nowhere/data.jsonl")  # found by the job's setup
@@ -111,6 +112,7 @@ def test_jobs_queue_run_in_order_and_report_losses(managers):
     assert [r["run_id"] for r in manager.list_runs()] == runs[::-1]
 
 
+@pytest.mark.slow
 def test_a_job_killed_with_sigkill_is_reported_failed(managers):
     manager = managers()
     run_id = manager.submit(demo_run(200))
@@ -120,6 +122,7 @@ def test_a_job_killed_with_sigkill_is_reported_failed(managers):
     assert status["state"] == "failed" and "SIGKILL" in status["error"]
 
 
+@pytest.mark.slow
 def test_a_new_manager_marks_a_job_whose_process_is_gone_failed(managers, tmp_path):
     folder = RunFolder(tmp_path / "runs" / "20260101-000000-demo-r4")
     folder.run_yaml.parent.mkdir(parents=True)
@@ -131,6 +134,7 @@ def test_a_new_manager_marks_a_job_whose_process_is_gone_failed(managers, tmp_pa
     assert status["state"] == "failed" and status["error"] == LOST
 
 
+@pytest.mark.slow
 def test_a_new_manager_reattaches_runs_the_queue_and_cancels(managers):
     old = managers()
     first, second = old.submit(demo_run(500)), old.submit(demo_run(500, seed=2))
@@ -155,6 +159,7 @@ def test_a_new_manager_reattaches_runs_the_queue_and_cancels(managers):
     assert (RunFolder(new.runs_dir / second).adapter_dir / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_job_that_ignores_sigterm_is_killed_only_when_forced(managers):
     # A stand-in for a job hung where no signal handler runs (the real job always stops on SIGTERM).
     # Killing throws away the save a cancel asks for, so it is never automatic (issue #7): after

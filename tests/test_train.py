@@ -19,6 +19,8 @@ from finetune.demo import DATA_FILE, MODEL_DIR
 from finetune.train.job import main
 from finetune.train.runfolder import RunFolder
 
+pytestmark = pytest.mark.slow   # each runs the training job
+
 FAST = {"max_steps": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 3e-3,
         "logging_steps": 1, "save_steps": 100}
 

@@ -35,8 +35,9 @@ X_LABELS = """() => [...document.querySelectorAll('#loss-plot g.role-axis')]
 
 if not os.path.exists(CHROMIUM) and os.environ.get("FINETUNE_REQUIRE_BROWSER") == "1":
     raise RuntimeError(f"FINETUNE_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} "
-                                "(apt-get install -y chromium)")
+pytestmark = [pytest.mark.slow,   # each starts a browser on the app
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} "
+                                 "(apt-get install -y chromium)")]
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +242,6 @@ def test_an_invalid_setting_shows_its_error_and_disables_launch(page):
     page.wait_for_function("!document.querySelector('#launch').disabled", timeout=10_000)
 
 
-@pytest.mark.slow
 def test_a_run_streams_its_loss_reattaches_after_reload_cancels_and_resumes(page, browser, app_url, runs_dir, tmp_path):
     set_number(page, "max-steps", 500)      # long enough to still be running when we cancel it
     set_number(page, "batch-size", 1)
@@ -348,7 +348,6 @@ def launch_from_form(page, r: int, steps: int) -> str:
     return selected_run(page)
 
 
-@pytest.mark.slow
 def test_three_runs_in_a_row_from_one_page_each_draw_their_curve(page, runs_dir):
     """The reported failure: in one page, run after run launched from the form, the chart stayed empty (its
     colour scale was built from the empty first data). Each run must draw while it trains and keep its
@@ -372,7 +371,6 @@ def test_three_runs_in_a_row_from_one_page_each_draw_their_curve(page, runs_dir)
         assert full.startswith(first_line) or f"\n{first_line}\n" in full   # not cut mid-line
 
 
-@pytest.mark.slow
 def test_a_run_started_through_the_api_draws_in_an_open_page(page, browser, app_url):
     """A page showing a finished run follows a run launched through /launch, and draws its train and eval
     loss; a run another page launches is listed within seconds but does not take the page over."""
@@ -413,7 +411,6 @@ def api_run(client, run_text: str, timeout: float = 300) -> str:
     return run_id
 
 
-@pytest.mark.slow
 def test_compare_two_runs_and_load_one_into_the_form(page, app_url, runs_dir):
     """Two runs overlaid, one colour each, the diff naming the keys that differ; then one run's settings
     loaded back into the form. (Their learning rates differ by 100x, so the curves part: two runs that differ

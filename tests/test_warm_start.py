@@ -14,6 +14,8 @@ from finetune.jobs.process import is_job_process
 from finetune.jobs.warm import WarmStarter
 from finetune.train.runfolder import RunFolder
 
+pytestmark = pytest.mark.slow   # each trains, or starts the warm process
+
 SHORT = "model: {name_or_path: demo}\nlora: {r: 4}\ndata: {path: demo}\ntraining: {max_steps: 6, logging_steps: 1}\n"
 LONG = ("model: {name_or_path: demo}\nlora: {r: 4}\ndata: {path: demo}\n"
         "training: {max_steps: 5000, logging_steps: 1, save_steps: 100000, per_device_train_batch_size: 1}\n")
@@ -28,12 +30,14 @@ def wait_for(check, timeout: float = 120, what: str = "") -> None:
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory):
-    jobs = JobManager(tmp_path_factory.mktemp("warm") / "runs", poll_interval=0.2, cancel_timeout=60)
-    assert jobs.warm_up()
-    wait_for(lambda: jobs._warm._is_ready() or jobs._warm.ready is False, 180, "the warm process never got ready")
-    assert jobs._warm.ready, jobs._warm.why
-    yield jobs
-    jobs.shutdown(cancel_jobs=True)
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("OMP_NUM_THREADS", raising=False)   # set by an earlier test's launch: the job would keep it
+        jobs = JobManager(tmp_path_factory.mktemp("warm") / "runs", poll_interval=0.2, cancel_timeout=60)
+        assert jobs.warm_up()
+        wait_for(lambda: jobs._warm._is_ready() or jobs._warm.ready is False, 180, "the warm process never got ready")
+        assert jobs._warm.ready, jobs._warm.why
+        yield jobs
+        jobs.shutdown(cancel_jobs=True)
 
 
 def status_file(manager, run_id) -> dict:
