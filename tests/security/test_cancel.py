@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+import gradio as gr
 import pytest
 
 from finetune.jobs import JobManager
@@ -103,19 +104,19 @@ def test_the_page_offers_force_stop_only_once_the_graceful_stop_is_overdue(tmp_p
     monkeypatch.chdir(tmp_path)
     demo, jobs = build_app(tmp_path / "runs")
     try:
-        assert any(getattr(b, "elem_id", None) == "force-cancel" and not b.visible for b in demo.blocks.values())
+        button = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "force-cancel")
+        assert not button.visible
         fns = {f.fn.__name__: f.fn for f in demo.fns.values() if hasattr(f.fn, "__name__")}
         jobs.command = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
                         "signal.SIG_IGN); print('hung', flush=True); time.sleep(120)"]
         jobs.cancel_timeout = 0.5
         run_id = jobs.submit(demo_run(2))
         wait_for(lambda: jobs.log_tail(run_id), 60, "the stand-in to start")
-        assert fns["offer"](run_id, False)[1] is not True   # running, no cancel asked yet: no button
+        assert fns["offer"](run_id, False) == gr.skip()   # running, no cancel asked yet: the button stays hidden
         jobs.cancel(run_id)
         time.sleep(1)
-        button, shown = fns["offer"](run_id, False)
-        assert shown is True and button.visible is True
-        button, shown = fns["force"](run_id, None)
-        assert shown is False and jobs.status(run_id)["forced"] is True
+        assert fns["offer"](run_id, False)[button].visible is True
+        answer = fns["force"](run_id, None)
+        assert answer[button].visible is False and jobs.status(run_id)["forced"] is True
     finally:
         jobs.shutdown()
