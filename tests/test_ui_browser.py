@@ -139,9 +139,17 @@ def wait_for_line_while_running(page, least_points: int = 2, timeout: float = 30
                              f"progress: {page.locator('#run-progress').inner_text()!r}") from None
 
 
-def wait_for_state(page, state: str, timeout: float = 300) -> None:
-    page.wait_for_function("s => document.querySelector('#run-progress').innerText.includes(s)", arg=state,
-                           timeout=timeout * 1000)
+def wait_for_state(page, state: str, timeout: float = 300, folder: Path | None = None) -> None:
+    """Waits until #run-progress shows `state`; on a timeout, says what the page and the run folder show."""
+    try:
+        page.wait_for_function("s => document.querySelector('#run-progress').innerText.includes(s)", arg=state,
+                               timeout=timeout * 1000)
+    except sync_api.TimeoutError:
+        shown = page.locator("#run-progress").inner_text()
+        status = (folder / "status.json").read_text() if folder and (folder / "status.json").exists() else ""
+        log = (folder / "train.log").read_text()[-1500:] if folder and (folder / "train.log").exists() else ""
+        raise AssertionError(f"#run-progress never showed {state!r} in {timeout:g} s: it shows {shown!r}\n"
+                             f"status.json: {status}\ntrain.log ends: {log}") from None
 
 
 def steps_of(runs_dir: Path, run_id: str) -> list[int]:
@@ -267,8 +275,7 @@ def test_a_run_streams_its_loss_reattaches_after_reload_cancels_and_resumes(page
     other.context.close()
 
     page.locator("#cancel").click()
-    page.wait_for_function("document.querySelector('#run-progress').innerText.includes('cancelled')",
-                           timeout=90_000)
+    wait_for_state(page, "cancelled", timeout=90, folder=runs_dir / run_id)
     download = page.locator("#adapter-download")
     download.wait_for(state="visible", timeout=10_000)   # a cancelled run keeps its adapter
     with page.expect_download() as info:
