@@ -342,6 +342,8 @@ COUNT_TOASTS = """text => {
 
 def launch_from_form(page, r: int, steps: int) -> str:
     """Set r and max_steps in the form, press Launch, and return the new run's id once the page shows it."""
+    # A fresh page selects its run (the newest) just after it loads: read what it shows only once it has.
+    page.wait_for_function("document.querySelector('#run-progress').innerText.trim() !== ''", timeout=20_000)
     before = selected_run(page)
     page.locator("#lora-r input[type=number]").fill(str(r))
     page.locator("#lora-r input[type=number]").press("Enter")
@@ -349,9 +351,9 @@ def launch_from_form(page, r: int, steps: int) -> str:
     page.wait_for_function(f"""() => {{ const t = document.querySelector('#run-file').innerText;
         return t.includes('max_steps: {steps}\\n') && t.includes('  r: {r}\\n'); }}""", timeout=15_000)
     page.locator("#launch").click()
-    page.wait_for_function("b => { const v = document.querySelector('#run-select input').value;"
-                           "       return v.includes('demo') && !v.startsWith(b + ' '); }", arg=before,
-                           timeout=20_000)
+    page.wait_for_function("a => { const v = document.querySelector('#run-select input').value;"
+                           "       return v.includes(a.name) && !v.startsWith(a.before + ' '); }",
+                           arg={"before": before, "name": f"-demo-r{r} "}, timeout=20_000)
     return selected_run(page)
 
 
