@@ -7,17 +7,29 @@ with credentials found on the server, `deepspeed` / `fsdp_config` / `accelerator
 `chat_template_path` / `resume_from_checkpoint` read files the server holds, `model_init_kwargs` and
 `trust_remote_code` change how the model loads behind the model section's checks. Every key below was
 judged to act only on this run, inside its own folder; each has a check bounding its value (processes and
-workers are capped: they are the server's memory). A key missing here that a user needs is a one-line
+workers are capped: they are the server's memory; every whole number has an upper bound a real run can
+use, so run.yaml holds it and /status can read it back). A key missing here that a user needs is a one-line
 addition, with the check its value must pass. tests/security asserts that every key is a real SFTConfig
 field of the installed TRL, so a rename shows up there, not in a user's job.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from finetune.runfile.validators import Choice, DictOf, Flag, Int, Invalid, Num, OrNull, Str, show
+
+
+def _scalar(v) -> bool:
+    """A flag, a string, a finite float or an int a float holds exactly: what run.yaml writes and reads back
+    the same (nan is not equal to itself, and a 22-digit int is over the parser's limit)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return abs(v) <= 2**53
+    return isinstance(v, (bool, str))
 
 
 class _Scalars:
@@ -25,8 +37,9 @@ class _Scalars:
 
     def __call__(self, value):
         if not isinstance(value, dict) or len(value) > 16 or not all(
-                isinstance(k, str) and isinstance(v, (int, float, bool, str)) for k, v in value.items()):
-            raise Invalid(f"must be a mapping of up to 16 names to numbers, flags or strings, got {show(value)}")
+                isinstance(k, str) and _scalar(v) for k, v in value.items()):
+            raise Invalid(f"must be a mapping of up to 16 names to finite numbers, flags or strings, "
+                          f"got {show(value)}")
         return value
 
 
@@ -62,11 +75,12 @@ ALLOWED: dict[str, Callable[[Any], Any]] = {
     "bf16": OrNull(Flag()), "fp16": OrNull(Flag()), "tf32": OrNull(Flag()), "torch_compile": Flag(),
     "torch_compile_mode": OrNull(Choice("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
     "use_liger_kernel": Flag(), "activation_offloading": Flag(), "auto_find_batch_size": Flag(),
-    "torch_empty_cache_steps": OrNull(Int(ge=1)), "average_tokens_across_devices": Flag(),
+    "torch_empty_cache_steps": OrNull(Int(ge=1, le=10_000_000)), "average_tokens_across_devices": Flag(),
     "gradient_checkpointing_kwargs": OrNull(DictOf(Flag())), "activation_checkpointing_kwargs": OrNull(DictOf(Flag())),
     # evaluation, logging, saving (all inside the run folder)
-    "eval_strategy": EVERY, "per_device_eval_batch_size": Int(ge=1), "eval_accumulation_steps": OrNull(Int(ge=1)),
-    "eval_on_start": Flag(), "eval_delay": Num(ge=0), "prediction_loss_only": Flag(),
+    "eval_strategy": EVERY, "per_device_eval_batch_size": Int(ge=1, le=65_536),
+    "eval_accumulation_steps": OrNull(Int(ge=1, le=65_536)),
+    "eval_on_start": Flag(), "eval_delay": Num(ge=0, le=10_000_000), "prediction_loss_only": Flag(),
     "logging_strategy": EVERY, "logging_first_step": Flag(), "logging_nan_inf_filter": Flag(),
     "save_strategy": Choice("no", "steps", "epoch", "best"), "save_only_model": Flag(),
     "load_best_model_at_end": Flag(), "metric_for_best_model": OrNull(Str(nonempty=True)),
@@ -77,11 +91,11 @@ ALLOWED: dict[str, Callable[[Any], Any]] = {
     "dataloader_persistent_workers": Flag(), "dataloader_prefetch_factor": OrNull(Int(ge=1, le=64)),
     "dataloader_pin_memory": Flag(), "remove_unused_columns": Flag(),
     # reproducibility and resuming
-    "data_seed": OrNull(Int(ge=0)), "full_determinism": Flag(), "ignore_data_skip": Flag(),
+    "data_seed": OrNull(Int(ge=0, le=2**32 - 1)), "full_determinism": Flag(), "ignore_data_skip": Flag(),
     "restore_callback_states_from_checkpoint": Flag(),
     # several GPUs on one machine
-    "ddp_find_unused_parameters": OrNull(Flag()), "ddp_bucket_cap_mb": OrNull(Int(ge=1)),
-    "ddp_broadcast_buffers": OrNull(Flag()), "ddp_static_graph": OrNull(Flag()), "ddp_timeout": Int(ge=1),
+    "ddp_find_unused_parameters": OrNull(Flag()), "ddp_bucket_cap_mb": OrNull(Int(ge=1, le=65_536)),
+    "ddp_broadcast_buffers": OrNull(Flag()), "ddp_static_graph": OrNull(Flag()), "ddp_timeout": Int(ge=1, le=604_800),
 }
 
 _HUB = "a run never pushes to the Hub (the server's token is only for reading models)"

@@ -21,6 +21,7 @@ from finetune.runfile.validators import (
     Choice,
     DictOf,
     Flag,
+    FractionOrCount,
     Int,
     IntOrList,
     Num,
@@ -59,10 +60,10 @@ class ModelSection:
 
 @dataclass
 class LoraSection:
-    r: int = setting(16, "Rank of the update matrices B (out x r) and A (r x in); trainable parameters grow "
-                     "linearly with it.", Int(ge=1, le=4096))
+    r: int = setting(16, "Rank of the update matrices B (out x r) and A (r x in), 1 to 4,096; trainable "
+                     "parameters grow linearly with it.", Int(ge=1, le=4096))
     lora_alpha: float = setting(16, "Scale of the update: it is multiplied by lora_alpha / r (or "
-                                "lora_alpha / sqrt(r) with rsLoRA).", Num(gt=0))
+                                "lora_alpha / sqrt(r) with rsLoRA); above 0, at most 65,536.", Num(gt=0, le=65_536))
     lora_dropout: float = setting(0.0, "Dropout on the adapter's input during training, a probability in "
                                   "[0, 1).", Num(ge=0, lt=1))
     target_modules: Any = setting(ALL_LINEAR, "Modules that get an adapter: a list of names (a name matches "
@@ -80,14 +81,15 @@ class LoraSection:
     lora_bias: bool = setting(False, "Give each adapter's B matrix a trainable bias.", Flag())
     modules_to_save: Any = setting(None, "Modules trained in full and saved with the adapter (e.g. "
                                    "embed_tokens, lm_head after adding tokens).", OrNull(StrOrList(nonempty=True)))
-    layers_to_transform: Any = setting(None, "Only these layer indices get adapters (one index or a list).",
-                                       OrNull(IntOrList(ge=0)))
+    layers_to_transform: Any = setting(None, "Only these layer indices get adapters (one index or a list; "
+                                       "indices from 0 to 9,999).", OrNull(IntOrList(ge=0, le=9_999)))
     layers_pattern: Any = setting(None, "Name of the module list that holds the layers (e.g. `layers`, `h`), "
                                   "used with layers_to_transform.", OrNull(StrOrList(nonempty=True)))
-    rank_pattern: dict = setting({}, "Per-module ranks: {regular expression or name: r}, overriding r.",
+    rank_pattern: dict = setting({}, "Per-module ranks: {regular expression or name: r}, overriding r; "
+                                 "each from 1 to 4,096.",
                                  DictOf(Int(ge=1, le=4096)))
-    alpha_pattern: dict = setting({}, "Per-module alphas: {regular expression or name: lora_alpha}.",
-                                  DictOf(Num(gt=0)))
+    alpha_pattern: dict = setting({}, "Per-module alphas: {regular expression or name: lora_alpha}; each "
+                                  "above 0, at most 65,536.", DictOf(Num(gt=0, le=65_536)))
     init_lora_weights: Any = setting(True, "How adapters start: true (B = 0, so training starts from the base "
                                      "model), `gaussian`, `pissa`, `olora`...", Choice(True, False, "gaussian",
                                      "pissa", "pissa_niter_4", "pissa_niter_16", "olora", "orthogonal"))
@@ -109,11 +111,12 @@ class DataSection:
                           Choice("auto", *FORMAT_NAMES))
     name: str | None = setting(None, "Configuration name of a Hub dataset.", OrNull(Str(nonempty=True)))
     split: str = setting("train", "Split of a Hub dataset to train on.", Str(nonempty=True))
-    max_length: int = setting(512, "Tokens per example; longer examples are truncated (and counted).",
+    max_length: int = setting(512, "Tokens per example, 8 to 1,048,576; longer examples are truncated "
+                              "(and counted).",
                               Int(ge=8, le=1_048_576))
     packing: bool = setting(False, "Pack several short examples into each sequence of max_length tokens.", Flag())
-    eval_size: float = setting(0.0, "Held out for evaluation: a fraction in (0, 1) or a number of examples; "
-                               "0 for none.", Num(ge=0))
+    eval_size: float = setting(0.0, "Held out for evaluation: a fraction in (0, 1) or a whole number of "
+                               "examples up to 10,000,000; 0 for none.", FractionOrCount(le=10_000_000))
 
 
 @dataclass
@@ -121,16 +124,20 @@ class TrainingSection:
     output_dir: str = setting("runs/run", "Run folder: status, metrics, log, checkpoints and the adapter "
                               "go here.", Str(nonempty=True))
     learning_rate: float = setting(2e-4, "Peak learning rate of the adapter's optimizer.", Num(gt=0, le=1))
-    num_train_epochs: float = setting(1, "Passes over the training data (ignored when max_steps > 0).", Num(gt=0))
-    max_steps: int = setting(-1, "Optimizer steps to train; -1 to use num_train_epochs.", Int(ge=-1))
-    per_device_train_batch_size: int = setting(2, "Examples per forward pass on each device.", Int(ge=1))
-    gradient_accumulation_steps: int = setting(4, "Forward passes per optimizer step: the effective batch "
-                                               "is this times the batch size.", Int(ge=1))
+    num_train_epochs: float = setting(1, "Passes over the training data (ignored when max_steps > 0); "
+                                    "above 0, at most 10,000.", Num(gt=0, le=10_000))
+    max_steps: int = setting(-1, "Optimizer steps to train, at most 10,000,000; -1 to use "
+                             "num_train_epochs.", Int(ge=-1, le=10_000_000))
+    per_device_train_batch_size: int = setting(2, "Examples per forward pass on each device, "
+                                               "1 to 65,536.", Int(ge=1, le=65_536))
+    gradient_accumulation_steps: int = setting(4, "Forward passes per optimizer step, 1 to 65,536: "
+                                               "the effective batch is this times the batch size.",
+                                               Int(ge=1, le=65_536))
     lr_scheduler_type: str = setting("linear", "How the learning rate changes over training.",
                                      Choice("linear", "cosine", "constant", "constant_with_warmup",
                                             "cosine_with_restarts", "polynomial", "inverse_sqrt"))
-    warmup_steps: float = setting(0, "Warm-up: a number of steps, or a fraction of all steps when below 1.",
-                                  Num(ge=0))
+    warmup_steps: float = setting(0, "Warm-up: a whole number of steps (at most 10,000,000), or a "
+                                  "fraction of all steps when below 1.", FractionOrCount(le=10_000_000))
     weight_decay: float = setting(0.0, "Decoupled weight decay of AdamW on the adapter's weights.", Num(ge=0))
     max_grad_norm: float = setting(1.0, "Gradients are clipped to this norm; 0 turns clipping off.", Num(ge=0))
     optim: str = setting("adamw_torch_fused", "Optimizer. The paged and 8-bit ones need CUDA; without it the job "
@@ -139,17 +146,22 @@ class TrainingSection:
                                 "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"))
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass: less memory, "
                                            "about 30% slower.", Flag())
-    logging_steps: int = setting(1, "Steps between two points of the loss curve.", Int(ge=1))
-    save_steps: int = setting(100, "Steps between two checkpoints (what --resume goes on from).", Int(ge=1))
-    save_total_limit: int | None = setting(2, "Checkpoints kept; older ones are deleted.", OrNull(Int(ge=1)))
+    logging_steps: int = setting(1, "Steps between two points of the loss curve, 1 to "
+                               "10,000,000.", Int(ge=1, le=10_000_000))
+    save_steps: int = setting(100, "Steps between two checkpoints (what --resume goes on "
+                            "from), 1 to 10,000,000.", Int(ge=1, le=10_000_000))
+    save_total_limit: int | None = setting(2, "Checkpoints kept (1 to 10,000); older ones are "
+                                          "deleted.", OrNull(Int(ge=1, le=10_000)))
     eval_steps: int | None = setting(None, "Steps between two evaluations (when data.eval_size > 0); "
-                                     "default: logging_steps x 10.", OrNull(Int(ge=1)))
-    seed: int = setting(42, "Random seed for the adapter's initialisation and the data order.", Int(ge=0))
+                                     "default: logging_steps x 10; at most 10,000,000.",
+                                     OrNull(Int(ge=1, le=10_000_000)))
+    seed: int = setting(42, "Random seed for the adapter's initialisation and the data "
+                    "order, 0 to 4,294,967,295 (what numpy takes).", Int(ge=0, le=2**32 - 1))
     # How many processes train and how they share the model: launch settings, not SFTConfig keys
     # (finetune.runfile.parallel.LAUNCH_FIELDS).
     devices: Any = setting(1, "Devices to train on, one process each, every one on different examples (the "
-                           "effective batch grows with it): a number, or `auto` for every free GPU. Without a "
-                           "GPU each device is one CPU process.", Devices())
+                           "effective batch grows with it): a number up to 1,024, or `auto` for every free GPU. "
+                           "Without a GPU each device is one CPU process.", Devices())
     strategy: str = setting("ddp", "How several devices share the model: `ddp` keeps a whole copy on each; "
                             "`fsdp` shards the base weights across them (for a model too big for one GPU; with "
                             "4-bit they are stored in the compute dtype so they can be sharded); `deepspeed` "

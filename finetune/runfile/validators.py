@@ -49,6 +49,26 @@ def _bounded(value, budget: int) -> str:
     return cut(repr(value), budget + 1)
 
 
+def _number(value):
+    """`value` as an int or a finite float, or None when it is neither. YAML reads 2e-4 and 1e3 (no dot) as
+    strings: a string holding a number is that number, and a whole one is read exactly (through a float,
+    "9007199254740993" would become ...992)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:   # also over Python's 4,300-digit limit, which int() checks before converting
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 class Num:
     """A real number within bounds. YAML reads 2e-4 (no dot) as a string: accept it as the number it is."""
 
@@ -66,27 +86,45 @@ class Num:
         kind = "a whole number" if self.whole else "a number"
         return f"{kind} {self.bounds()}".strip()
 
+    def within(self, v) -> bool:
+        return not ((self.ge is not None and v < self.ge) or (self.gt is not None and v <= self.gt)
+                    or (self.le is not None and v > self.le) or (self.lt is not None and v >= self.lt))
+
     def __call__(self, value):
-        v = value
-        if isinstance(v, str):
-            try:
-                v = float(v.strip())
-            except ValueError:
-                raise Invalid(f"must be {self.expected()}, got {show(value)}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        v = _number(value)
+        if v is None or (self.whole and v != int(v)) or not self.within(v):
             raise Invalid(f"must be {self.expected()}, got {show(value)}")
-        if self.whole:
-            if v != int(v):
-                raise Invalid(f"must be {self.expected()}, got {show(value)}")
-            v = int(v)
-        if ((self.ge is not None and v < self.ge) or (self.gt is not None and v <= self.gt)
-                or (self.le is not None and v > self.le) or (self.lt is not None and v >= self.lt)):
-            raise Invalid(f"must be {self.expected()}, got {show(value)}")
-        return v
+        # A whole number written 1e3, 2.0 or "12" is a real int from here on: the job, run.yaml and /status
+        # see 1000, never 1000.0.
+        return int(v) if self.whole else v
 
 
 class Int(Num):
+    """A whole number. The upper bound is required: an unbounded one let 1e100 through as a 101-digit int that
+    run.yaml could not hold and JSON readers refused (issue 16)."""
+
     whole = True
+
+    def __init__(self, ge=None, gt=None, *, le, lt=None):
+        super().__init__(ge=ge, gt=gt, le=le, lt=lt)
+
+
+class FractionOrCount(Num):
+    """A fraction in [0, 1) of a total, or from 1 up a whole count (of examples, of steps) up to `le`: how
+    TrainingArguments reads warmup_steps and how data.eval_size is read."""
+
+    def __init__(self, *, le):
+        super().__init__(ge=0, le=le)
+
+    def expected(self) -> str:
+        return f"a fraction in [0, 1) or a whole number from 1 to {self.le}"
+
+    def __call__(self, value):
+        v = _number(value)
+        if v is None or not self.within(v) or (v >= 1 and v != int(v)):
+            raise Invalid(f"must be {self.expected()}, got {show(value)}")
+        # A count is an int (1e3 -> 1000); a fraction keeps its own notation, but -0.0 is plain 0.
+        return int(v) if v >= 1 else v or type(v)(0)
 
 
 class Flag:
@@ -111,6 +149,9 @@ class Choice:
         self.choices = choices
 
     def __call__(self, value):
+        shown = value
+        if any(type(c) is int for c in self.choices) and (n := _number(value)) is not None and n == int(n):
+            value = int(n)   # zero_stage: 3.0 or "3" is the choice 3
         for c in self.choices:
             # `True == 1` in Python: compare types too, so r-like numbers never pass as flags.
             if type(c) is type(value) and c == value:
@@ -119,7 +160,7 @@ class Choice:
                 return c
         options = ", ".join(show(c) for c in self.choices)
         hint = did_you_mean(value, [c for c in self.choices if isinstance(c, str)]) if isinstance(value, str) else ""
-        raise Invalid(f"must be one of {options}, got {show(value)}{hint}")
+        raise Invalid(f"must be one of {options}, got {show(shown)}{hint}")
 
 
 class OrNull:
@@ -147,8 +188,8 @@ class StrOrList:
 
 
 class IntOrList:
-    def __init__(self, ge=0):
-        self.item = Int(ge=ge)
+    def __init__(self, ge=0, *, le):
+        self.item = Int(ge=ge, le=le)
 
     def __call__(self, value):
         if isinstance(value, (list, tuple)):
@@ -198,11 +239,11 @@ def build_section(cls, name: str, raw, problems: list, extra_ok=None, unsupporte
             if key in unsupported:
                 problems.append(f"{name}.{key}: not supported by LoRA Launchpad (it changes what trains in a way "
                                 "the parameter count does not model)")
-            elif extra_ok is not None and (msg := extra_ok(key, value)) is not None:
-                if msg:
-                    problems.append(f"{name}.{key}: {msg}")
-                else:
-                    extra[key] = value
+            elif extra_ok is not None:
+                try:
+                    extra[key] = extra_ok(key, value)
+                except Invalid as exc:
+                    problems.append(f"{name}.{key}: {exc}")
             else:
                 problems.append(f"{name}.{key}: unknown key{did_you_mean(key, known)}")
             continue
@@ -215,16 +256,18 @@ def build_section(cls, name: str, raw, problems: list, extra_ok=None, unsupporte
 
 def check_training_extra(key: str, value):
     """A training key the section does not declare: accepted only if finetune.runfile.allowlist allows it,
-    with a value that passes its check. Returns "" to accept or a message to refuse. Needs no TRL import
-    (seconds, and in the app process under a flood of bad keys): a key neither declared nor listed is
-    refused alike, whether TRL knows it or not."""
+    with a value that passes its check. Returns the value as the run keeps it (1e3 -> 1000) or raises Invalid
+    saying why not. Needs no TRL import (seconds, and in the app process under a flood of bad keys): a key
+    neither declared nor listed is refused alike, whether TRL knows it or not."""
     from finetune.runfile.allowlist import ALLOWED, check_allowed
     from finetune.runfile.schema import TrainingSection
 
     verdict = check_allowed(key, value)
+    if verdict == "":
+        return ALLOWED[key](value)
     if verdict is not None:
-        return verdict
+        raise Invalid(verdict)
     hint = did_you_mean(key, [f.name for f in dataclasses.fields(TrainingSection)] + list(ALLOWED))
     if hint:
-        return f"unknown key{hint}"
-    return "unknown key, or a trl.SFTConfig key that run files may not set (see finetune/runfile/allowlist.py)"
+        raise Invalid(f"unknown key{hint}")
+    raise Invalid("unknown key, or a trl.SFTConfig key that run files may not set (see finetune/runfile/allowlist.py)")
