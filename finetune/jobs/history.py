@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 
 # The curve of each metrics.jsonl field: series name -> record key.
@@ -57,8 +55,12 @@ def run_dirs(runs_dir) -> list[Path]:
 
 
 def settings(folder: RunFolder) -> dict:
-    """The run's run.yaml as a dict ({} when it is missing or unreadable); parsed once per version of the
-    file (a page asks every second, and parsing takes milliseconds)."""
+    """The run's run.yaml as a dict ({} when it is missing or not a run file: not UTF-8, not a mapping, over
+    the run file limits, not a regular file); parsed once per version of the file (a page asks every second,
+    and parsing takes milliseconds)."""
+    from finetune.errors import RunFileError
+    from finetune.runfile.text import read_file
+
     try:
         stat = folder.run_yaml.stat()
     except OSError:
@@ -68,14 +70,20 @@ def settings(folder: RunFolder) -> dict:
         hit = _cache.get(key)
     if hit and hit[0] == sig:
         return copy.deepcopy(hit[1])
-    try:
-        data = yaml.safe_load(folder.run_yaml.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        data = None
-    data = data if isinstance(data, dict) else {}
+    try:   # within the run file limits (size first, no aliases, bounded nesting); only a regular file
+        data = read_file(folder.run_yaml) if folder.run_yaml.is_file() else {}
+    except RunFileError:
+        data = {}
     with _cache_lock:
         _cache[key] = (sig, data)
     return copy.deepcopy(data)
+
+
+def section(conf: dict, name: str) -> dict:
+    """A section of a run file's dict, {} when it is missing or not a mapping (`lora: 5` in a run.yaml
+    edited by hand)."""
+    value = conf.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def checkpoints(folder: RunFolder) -> list[int]:
@@ -117,7 +125,7 @@ def _signature(folder: RunFolder) -> tuple:
         try:
             st = path.stat()
             sig.append((st.st_mtime_ns, st.st_size))
-        except FileNotFoundError:
+        except OSError:   # missing, or a link to nothing or to itself
             sig.append(None)
     return tuple(sig)
 
@@ -129,7 +137,7 @@ def _targets(lora: dict) -> str:
 
 def _read_summary(folder: RunFolder) -> dict:
     status, conf = folder.read_status(), settings(folder)
-    model, lora = conf.get("model") or {}, conf.get("lora") or {}
+    model, lora = section(conf, "model"), section(conf, "lora")
     records = folder.read_metrics()
     points = curves(records)
     losses = [loss for _, loss in points["train"]]
@@ -178,7 +186,7 @@ def summaries(runs_dir) -> list[dict]:
     rows = []
     for path in run_dirs(runs_dir):
         folder = RunFolder(path)
-        if folder.status_file.is_file() or folder.run_yaml.is_file():
+        if folder.exists():
             rows.append(summary(folder))
     return sorted(rows, key=lambda r: (r["submitted_at"], r["run_id"]), reverse=True)
 

@@ -37,7 +37,10 @@ Public API (used by the UI and the app's HTTP endpoints):
                                                   group once (again: a no-op); force: SIGKILL, nothing saved;
                                                   status has `stopping`, and `force_available` once the
                                                   stop has taken over cancel_timeout s
-    .list_runs() -> list[dict]                    one summary per run folder, newest first
+    .list_runs() -> list[dict]                    one summary per run folder, newest first (finetune/
+                                                  jobs/report.py); a folder whose status.json is not a
+                                                  status is state "broken", its error says why, and the
+                                                  queue goes on without it
     .wait(run_id, timeout=None) -> dict           block until the run reaches a final state
     .poll() -> None                               reap ended jobs and start queued ones now
     .shutdown(cancel_jobs=False)                  stop the thread and give up the runner role
@@ -50,7 +53,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -58,18 +60,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from finetune.errors import RunFileError
 from finetune.jobs import cancel as stopping
+from finetune.jobs import folders, report
 from finetune.jobs import slots as slotting
+from finetune.jobs.folders import RUN_ID as RUN_ID  # where history, the UI and tests have imported them
+from finetune.jobs.folders import UnknownRun as UnknownRun
 from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, job_env, spawn, started_at
 from finetune.jobs.warm import ENABLED as WARM_ENABLED
 from finetune.jobs.warm import WarmStarter
 from finetune.model.count import count_run
 from finetune.runfile import RunConfig, parse_run
-from finetune.runfile.validators import show
-from finetune.train.runfolder import FINAL_STATES, RunFolder
+from finetune.train.runfolder import BROKEN, FINAL_STATES, RunFolder
 
 try:
     import fcntl
@@ -79,18 +81,6 @@ except ImportError:  # Windows: no flock, so every manager acts as the runner
 log = logging.getLogger(__name__)
 
 CANCEL_MARK = stopping.CANCEL_MARK  # in a run folder: a manager asked it to stop, so its end is `cancelled`
-RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # a folder name, never a path; at most 128 chars
-
-
-class UnknownRun(KeyError):
-    def __str__(self):
-        run_id = self.args[0]
-        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
-            return ("run id: must be a run folder's name (letters, digits, '.', '_', '-'; at most 128 "
-                    f"characters), got {show(run_id)}")
-        return f"no run {run_id!r}"
-
-
 @dataclass
 class _Job:
     """A job this manager watches: `proc` when it started it, None when it re-attached to it."""
@@ -101,10 +91,6 @@ class _Job:
 
 
 DEFAULT_COMMAND = [sys.executable, "-m", "finetune", "train"]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24].strip("-") or "run"
 
 
 class JobManager:
@@ -120,6 +106,7 @@ class JobManager:
         self._jobs: dict[str, _Job] = {}
         self._leases: dict[str, int] = {}  # slots lent to work that is not a run (lease_slot)
         self._settled: set[str] = set()  # folders seen in a final state: the runner's scan skips them
+        self._trouble: dict[str, str] = {}  # run id -> what went wrong with its folder, logged once
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
         self._stop = threading.Event()
@@ -156,7 +143,7 @@ class JobManager:
         count_run(run)
         self._check_devices(run)
         with self._lock:
-            folder = self._new_folder(run)
+            folder = folders.new_folder(self.runs_dir, run)
             run.training.output_dir = str(folder.path)
             folder.run_yaml.write_text(run.to_yaml(), encoding="utf-8")
             max_steps = run.training.max_steps if run.training.max_steps > 0 else None  # as the job writes it
@@ -184,18 +171,9 @@ class JobManager:
 
     def status(self, run_id: str) -> dict:
         folder = self._folder(run_id)
-        status = folder.read_status()
-        metrics = folder.read_metrics()
-        out = {"run_id": run_id, "state": "queued", "step": 0, "max_steps": None, "error": None, **status}
-        out["losses"] = [[m["step"], m["loss"]] for m in metrics if "step" in m and "loss" in m]
-        out["eval_losses"] = [[m["step"], m["eval_loss"]] for m in metrics if "step" in m and "eval_loss" in m]
-        if metrics and "step" in metrics[-1]:
-            out["step"] = max(out["step"] or 0, metrics[-1]["step"])
-        speeds = [m[k] for m in metrics for k in ("tokens_per_second", "train_tokens_per_second") if k in m]
-        out["tokens_per_second"] = speeds[-1] if speeds else None
-        out["elapsed_s"], out["eta_s"] = self._timing(out)
+        out = report.status(folder)
         out["queue_position"] = self.queue_position(run_id) if out["state"] == "queued" else None
-        out.update(stopping.stopping_view(folder, status, self.cancel_timeout))
+        out.update(stopping.stopping_view(folder, out, self.cancel_timeout))
         return out
 
     def metrics(self, run_id: str) -> list[dict]:
@@ -212,31 +190,14 @@ class JobManager:
     def list_runs(self) -> list[dict]:
         """One summary per run folder, newest first, read from disk alone."""
         queue = self._queued()
-        runs = []
-        for path in self._run_dirs():
-            folder = RunFolder(path)
-            status = folder.read_status()
-            if not status and not folder.run_yaml.exists():
-                continue
-            try:
-                settings = yaml.safe_load(folder.run_yaml.read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError):
-                settings = {}
-            losses = [m["loss"] for m in folder.read_metrics() if "loss" in m]
-            runs.append({
-                "run_id": path.name, "state": status.get("state", "queued"), "step": status.get("step", 0),
-                "max_steps": status.get("max_steps"), "error": status.get("error"),
-                "model": (settings.get("model") or {}).get("name_or_path"),
-                "r": (settings.get("lora") or {}).get("r"),
-                "loss": losses[-1] if losses else None,
-                "submitted_at": status.get("submitted_at") or status.get("started_at") or path.stat().st_mtime,
-                "queue_position": queue.index(path.name) + 1 if path.name in queue else None,
-            })
+        runs = [row for path in self._run_dirs() if (row := report.summary(path, queue)) is not None]
         return sorted(runs, key=lambda r: (r["submitted_at"], r["run_id"]), reverse=True)
 
     def wait(self, run_id: str, timeout: float | None = None) -> dict:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (status := self.status(run_id))["state"] not in FINAL_STATES:
+        # A broken status.json no job of ours will write again stays broken: waiting would not end.
+        while (status := self.status(run_id))["state"] not in FINAL_STATES and \
+                (status["state"] != BROKEN or run_id in self._jobs):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} is still {status['state']} after {timeout} s")
             time.sleep(0.2)
@@ -256,7 +217,9 @@ class JobManager:
                 return self.status(run_id)
             job = self._jobs.get(run_id)
             pid = job.pid if job else status.get("pid")
-            if state == "running" and pid and is_job_process(pid, folder):
+            if state == BROKEN and not job:   # no job to stop, and its status.json is not ours to replace
+                return self.status(run_id)
+            if state in ("running", BROKEN) and pid and is_job_process(pid, folder):
                 if force:
                     stopping.force(folder, int(pid))
                 else:
@@ -269,7 +232,9 @@ class JobManager:
     # ----- the runner: reaping and starting -----
 
     def poll(self) -> None:
-        """Settle jobs that ended and start queued ones while slots are free (only the runner does)."""
+        """Settle jobs that ended and start queued ones while slots are free (only the runner does). What
+        fails for one folder (a status.json it cannot write: a full disk) is logged once and tried again
+        next poll; the other runs go on."""
         with self._lock:
             if self._stop.is_set() or not self._become_runner():
                 return
@@ -278,8 +243,8 @@ class JobManager:
                 returncode = job.proc.poll() if job.proc else None
                 if (job.proc and returncode is None) or (not job.proc and is_job_process(job.pid, folder)):
                     continue
-                del self._jobs[run_id]
-                self._settle(folder, returncode)
+                del self._jobs[run_id]   # if settling fails, the scan below finds it `running` and retries
+                self._for(run_id, "settling its ended job", self._settle, folder, returncode)
             queued = []
             for path in self._run_dirs():
                 if path.name in self._jobs or (path.name in self._settled and not self._requeued(path)):
@@ -288,19 +253,37 @@ class JobManager:
                 if status.get("state") in FINAL_STATES:
                     self._settled.add(path.name)
                 elif status.get("state") == "running":  # a job of a manager gone before us
-                    self._adopt(RunFolder(path), status)
+                    self._for(path.name, "re-attaching to its job", self._adopt, RunFolder(path), status)
                 elif status.get("state") == "queued":
                     queued.append((status.get("submitted_at") or 0, path.name))
+                elif status.get("state") == BROKEN:   # shown as such; nothing to start or settle
+                    self._note(path.name, f"{status['error']}: shown as broken, left out of the queue")
             for _, run_id in sorted(queued):  # in order: a run waiting for 2 slots is not overtaken
                 folder = RunFolder(self.runs_dir / run_id)
                 need = slotting.needed(folder.read_status().get("devices", 1), bool(self._gpus), self.slots)
                 if (reason := slotting.too_many(need, self.slots)) is not None:
-                    folder.write_status(state="failed", error=reason, finished_at=time.time())
+                    self._for(run_id, "refusing it", folder.write_status, state="failed", error=reason,
+                              finished_at=time.time())
                     continue
                 slots = slotting.pick(need, self.slots, self._taken())
                 if slots is None:
                     break
-                self._start(folder, slots)
+                self._for(run_id, "starting its job", self._start, folder, slots)
+
+    def _for(self, run_id: str, doing: str, action, *args, **kwargs) -> None:
+        """action(*args, **kwargs) for one run; an error is that run's alone (logged once, not a traceback
+        a second), so the queue keeps moving."""
+        try:
+            action(*args, **kwargs)
+        except Exception as exc:   # the folder's trouble (a full disk, a permission): tried again next poll
+            self._note(run_id, f"{doing} failed ({type(exc).__name__}: {exc}); trying again each poll")
+        else:
+            self._trouble.pop(run_id, None)
+
+    def _note(self, run_id: str, what: str) -> None:
+        if self._trouble.get(run_id) != what:
+            self._trouble[run_id] = what
+            log.warning("run %s: %s", run_id, what)
 
     def _settle(self, folder: RunFolder, returncode: int | None) -> None:
         """A job's process is gone (so its last write is done): make sure its status is final."""
@@ -432,54 +415,15 @@ class JobManager:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    # ----- folders -----
+    _timing = staticmethod(report.timing)   # elapsed and time left, from a status alone
+
+    # ----- folders (finetune/jobs/folders.py) -----
 
     def _run_dirs(self) -> list[Path]:
-        return [p for p in self.runs_dir.iterdir() if p.is_dir() and RUN_ID.match(p.name)]
+        return folders.run_dirs(self.runs_dir)
 
     def _folder(self, run_id: str) -> RunFolder:
-        """The folder of an existing run; the id comes from users and HTTP, so it must be a plain name."""
-        folder = RunFolder(self.runs_dir / run_id) if isinstance(run_id, str) and RUN_ID.match(run_id) else None
-        if folder is None or not (folder.status_file.is_file() or folder.run_yaml.is_file()):
-            raise UnknownRun(run_id)  # no such folder, or one under runs_dir that is not a run
-        return folder
+        return folders.lookup(self.runs_dir, run_id)
 
     def _queued(self) -> list[str]:
-        """Queued run ids in the order they start."""
-        queued = []
-        for path in self._run_dirs():
-            status = RunFolder(path).read_status()
-            if status.get("state") == "queued":
-                queued.append((status.get("submitted_at") or 0, path.name))
-        return [run_id for _, run_id in sorted(queued)]
-
-    def _new_folder(self, run: RunConfig) -> RunFolder:
-        """A new folder named when and what: sortable, readable, and unique (mkdir fails if it exists)."""
-        base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(Path(run.model.name_or_path).name)}-r{run.lora.r}"
-        for n in range(1, 1000):
-            path = self.runs_dir / (base if n == 1 else f"{base}-{n}")
-            try:
-                path.mkdir()
-                return RunFolder(path)
-            except FileExistsError:
-                continue
-        raise RuntimeError(f"cannot make a new run folder in {self.runs_dir}")
-
-    @staticmethod
-    def _timing(status: dict) -> tuple[float | None, float | None]:
-        """Seconds since the job started (until it ended), and the time left at its training pace so far:
-        the pace counts from when training began (status `training_started_at`, `start_step`), so model
-        loading does not inflate it."""
-        now = time.time()
-        started = status.get("started_at") or status.get("training_started_at")
-        if not started:
-            return None, None
-        final = status.get("state") in FINAL_STATES
-        end = (status.get("finished_at") or status.get("updated_at") or now) if final else now
-        elapsed = max(0.0, end - started)
-        step, max_steps = status.get("step") or 0, status.get("max_steps") or 0
-        trained = step - (status.get("start_step") or 0)
-        if final or trained <= 0 or max_steps <= 0 or not status.get("training_started_at"):
-            return elapsed, 0.0 if final else None
-        pace = (now - status["training_started_at"]) / trained
-        return elapsed, pace * max(0, max_steps - step)
+        return folders.queued(self.runs_dir)

@@ -4,6 +4,12 @@ The job writes; the UI and the job manager read. Writes of status.json are atomi
 so a reader never sees half a file, and each update (read, change, write) holds an flock on
 `.status.lock`, so the job's and the job manager's updates never drop each other's keys; metrics.jsonl is
 only ever appended to, one JSON object per line.
+
+Reading never trusts the folder: anyone with a shell can leave anything there (a status.json of one byte
+0xff, a JSON list, a file cut short by a full disk, /dev/zero). Before, one such file raised in the job
+manager's every poll and stopped its queue. Now a status.json that is not a status reads as state `broken`
+with a one-line reason (finetune/train/statusfile.py), never as a default state, and metrics.jsonl yields
+only the records it holds.
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ import os
 import time
 from pathlib import Path
 
+from finetune.train import statusfile
+from finetune.train.statusfile import BROKEN, FINAL_STATES, STATES
+
 try:
     import fcntl
 except ImportError:   # not on POSIX: updates are not serialised
     fcntl = None  # type: ignore[assignment]
 
-STATES = ("queued", "running", "completed", "failed", "cancelled")
-FINAL_STATES = ("completed", "failed", "cancelled")
+__all__ = ["BROKEN", "FINAL_STATES", "STATES", "RunFolder"]
+METRICS_MAX_BYTES = 32 << 20   # ~150k logging steps; of a longer metrics.jsonl the newest part is read
 
 
 class RunFolder:
@@ -33,12 +42,16 @@ class RunFolder:
     log_file = property(lambda self: self.path / "train.log")
     adapter_dir = property(lambda self: self.path / "adapter")
 
+    def exists(self) -> bool:
+        """Whether this is a run's folder: it has a status.json (of any kind: a broken one is shown) or a
+        run.yaml."""
+        return os.path.lexists(self.status_file) or self.run_yaml.is_file()
+
     def read_status(self) -> dict:
-        """The last status written, or {} when there is none yet."""
-        try:
-            return json.loads(self.status_file.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        """The last status written; {} when there is none yet; {"state": "broken", "error": why} when
+        status.json is there but is not a status (its keys then have the types statusfile.KINDS says)."""
+        status, problem = statusfile.load(self.status_file)
+        return {"state": BROKEN, "error": f"status.json {problem}"} if problem else status
 
     def write_status(self, **fields) -> dict:
         """Update status.json with `fields` (state, step, max_steps, error, pid, ...) and stamp the time."""
@@ -46,11 +59,17 @@ class RunFolder:
             raise ValueError(f"unknown state {fields['state']!r}")
         self.path.mkdir(parents=True, exist_ok=True)
         with self._status_lock():
-            status = self.read_status()
+            status, _ = statusfile.load(self.status_file)   # of a broken one, what can still be read
             status.update(fields, updated_at=time.time())
             tmp = self.status_file.with_name(f".status.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(status, indent=1), encoding="utf-8")
-            os.replace(tmp, self.status_file)
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(status, indent=1))
+                os.replace(tmp, self.status_file)
+            except BaseException:   # a full disk: the old status.json stays whole, and no .tmp is left
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
         return status
 
     @contextlib.contextmanager
@@ -71,24 +90,27 @@ class RunFolder:
             f.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict]:
-        """Every complete record so far; a line still being written is skipped."""
+        """Every complete record so far: a line still being written, one that is not a JSON object or whose
+        step is not a whole number is skipped, and so is a value that is not a number (a loss of "high").
+        A metrics.jsonl that is not a regular file (a folder, /dev/zero) has none."""
         try:
-            lines = self.metrics_file.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
+            data = statusfile.read_bounded(self.metrics_file, METRICS_MAX_BYTES, tail=True)
+        except (OSError, statusfile.Unreadable):
             return []
         out = []
-        for line in lines:
+        for line in data.decode("utf-8", errors="replace").splitlines():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
                 continue
+            if isinstance(record, dict) and (record := statusfile.metrics_record(record)) is not None:
+                out.append(record)
         return out
 
     def log_tail(self, max_chars: int = 4000) -> str:
+        """The last `max_chars` bytes of train.log ("" when there is none, or it is not a regular file)."""
         try:
-            with self.log_file.open("rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - max_chars))
-                return f.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
+            data = statusfile.read_bounded(self.log_file, max_chars, tail=True, whole_lines=False)
+        except (OSError, statusfile.Unreadable):
             return ""
+        return data.decode("utf-8", errors="replace")

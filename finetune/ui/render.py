@@ -100,6 +100,8 @@ def duration(seconds) -> str:
 def run_progress(status: dict) -> str:
     """One line on a run: state, step/total, speed, time left, queue place, error."""
     state = status.get("state", "queued")
+    if state == "broken":   # its status.json is not a status (finetune/train/statusfile.py): only why
+        return f"**broken** · {html.escape(str(status.get('error') or 'its status.json cannot be read'))}"
     parts = [f"**{state}**"]
     if state == "queued" and status.get("queue_position"):
         parts.append(f"number {status['queue_position']} in the queue")

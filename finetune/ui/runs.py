@@ -12,6 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from finetune.jobs import history
+from finetune.runfile.limits import cut
 from finetune.train.runfolder import RunFolder
 from finetune.ui import plots, render
 from finetune.ui.live import list_update
@@ -24,7 +25,7 @@ def _num(value, fmt: str) -> str:
 
 RUNS_COLUMNS = {   # header -> cell of a history.summary row
     "run": lambda r: r["run_id"],
-    "state": lambda r: r["state"],
+    "state": lambda r: f"broken: {cut(r['error'] or '', 90)}" if r["state"] == "broken" else r["state"],
     "model": lambda r: f"{r['model'] or ''}" + (f" ({r['quantization']})" if r.get("quantization") not in
                                                  (None, "none") else ""),
     "r / alpha": lambda r: f"{r['r']} / {r['lora_alpha']}",
@@ -33,7 +34,7 @@ RUNS_COLUMNS = {   # header -> cell of a history.summary row
     "last loss": lambda r: _num(r["last_loss"], ".4f"),
     "best loss": lambda r: _num(r["best_loss"], ".4f"),
     "tokens/s": lambda r: _num(r["tokens_per_second"], ",.0f"),
-    "steps": lambda r: f"{r['step'] or 0} / {r['max_steps'] or '?'}",
+    "steps": lambda r: "" if r["state"] == "broken" else f"{r['step'] or 0} / {r['max_steps'] or '?'}",
     "duration": lambda r: render.duration(r["duration_s"]) if r["duration_s"] is not None else "",
 }
 

@@ -1,0 +1,71 @@
+"""What the job manager says about a run, read from its folder alone: the status with its curve, timing and
+queue place (JobManager.status), and a one-line summary per run (JobManager.list_runs).
+
+Every value comes from files anyone could have edited, so nothing here assumes more than
+finetune/train/runfolder.py guarantees: a status whose keys have the right types (or state `broken`), records
+that are JSON objects, and a run.yaml that may be anything (history.settings reads it within the run file
+limits; a section that is not a mapping counts as missing).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from finetune.jobs import history
+from finetune.train.runfolder import FINAL_STATES, RunFolder
+
+
+def status(folder: RunFolder) -> dict:
+    """status.json with run_id, losses [[step, loss], ...], eval_losses, tokens_per_second, elapsed_s and
+    eta_s (the queue place and the stopping view are the manager's to add)."""
+    status = folder.read_status()
+    metrics = folder.read_metrics()
+    out = {"run_id": folder.path.name, "state": "queued", "step": 0, "max_steps": None, "error": None, **status}
+    out["losses"] = [[m["step"], m["loss"]] for m in metrics if "step" in m and m.get("loss") is not None]
+    out["eval_losses"] = [[m["step"], m["eval_loss"]] for m in metrics
+                          if "step" in m and m.get("eval_loss") is not None]
+    if metrics and "step" in metrics[-1]:
+        out["step"] = max(out["step"] or 0, metrics[-1]["step"])
+    speeds = [m[k] for m in metrics for k in ("tokens_per_second", "train_tokens_per_second") if m.get(k)]
+    out["tokens_per_second"] = speeds[-1] if speeds else None
+    out["elapsed_s"], out["eta_s"] = timing(out)
+    return out
+
+
+def summary(path: Path, queue: list[str]) -> dict | None:
+    """One run in a list: run_id, state, step, max_steps, error, model, r, loss, submitted_at,
+    queue_position (`queue`: the queued run ids in order); None for a folder that is not a run's."""
+    folder = RunFolder(path)
+    if not folder.exists():
+        return None
+    status, settings = folder.read_status(), history.settings(folder)
+    losses = [m["loss"] for m in folder.read_metrics() if m.get("loss") is not None]
+    return {
+        "run_id": path.name, "state": status.get("state", "queued"), "step": status.get("step", 0),
+        "max_steps": status.get("max_steps"), "error": status.get("error"),
+        "model": history.section(settings, "model").get("name_or_path"),
+        "r": history.section(settings, "lora").get("r"),
+        "loss": losses[-1] if losses else None,
+        "submitted_at": status.get("submitted_at") or status.get("started_at") or path.stat().st_mtime,
+        "queue_position": queue.index(path.name) + 1 if path.name in queue else None,
+    }
+
+
+def timing(status: dict) -> tuple[float | None, float | None]:
+    """Seconds since the job started (until it ended), and the time left at its training pace so far:
+    the pace counts from when training began (status `training_started_at`, `start_step`), so model
+    loading does not inflate it."""
+    now = time.time()
+    started = status.get("started_at") or status.get("training_started_at")
+    if not started:
+        return None, None
+    final = status.get("state") in FINAL_STATES
+    end = (status.get("finished_at") or status.get("updated_at") or now) if final else now
+    elapsed = max(0.0, end - started)
+    step, max_steps = status.get("step") or 0, status.get("max_steps") or 0
+    trained = step - (status.get("start_step") or 0)
+    if final or trained <= 0 or max_steps <= 0 or not status.get("training_started_at"):
+        return elapsed, 0.0 if final else None
+    pace = (now - status["training_started_at"]) / trained
+    return elapsed, pace * max(0, max_steps - step)
