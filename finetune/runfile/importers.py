@@ -14,7 +14,7 @@ from pathlib import Path
 
 from finetune.data.registry import FORMATS
 from finetune.errors import RunFileError
-from finetune.runfile import ALL_LINEAR, DEMO, axolotl
+from finetune.runfile import ALL_LINEAR, DEMO, SECTIONS, axolotl
 from finetune.runfile.validators import show
 
 # Axolotl keys that belong to the composed fields (read by code below), and keys with nothing to carry.
@@ -131,7 +131,8 @@ def from_axolotl(raw: dict) -> tuple[dict, list[str]]:
     from finetune.demo import DATA_FILE, MODEL_DIR
     from finetune.runfile.allowlist import check_allowed
 
-    run: dict = {"model": {}, "lora": {}, "data": {}, "training": {}}
+    # Every section the table can name (hub_model_id is hub.repo_id): put() writes into any of them.
+    run: dict = {section: {} for section in SECTIONS}
     notes: list[str] = []
     renamed = {name: key for key, name in axolotl.RENAMED.items()}
 
@@ -164,7 +165,9 @@ def from_axolotl(raw: dict) -> tuple[dict, list[str]]:
     for key, value in raw.items():
         if key in AXOLOTL_COMPOSED or value is None or AXOLOTL_AS_OURS.get(key, ...) == value:
             continue   # unset in Axolotl's own way (an empty key), or what a run does anyway
-        if key in renamed:
+        if not isinstance(key, str):   # YAML allows `123:` or `null:` as a key; no setting is named so
+            notes.append(f"{show(key)}: not carried over (no run-file setting for it)")
+        elif key in renamed:
             put(renamed[key], value)
         elif (verdict := check_allowed(key, value)) == "":
             run["training"][key] = value   # a TrainingArguments key Axolotl passes through: ours too

@@ -276,18 +276,37 @@ def load_run_handler(ui: SimpleNamespace, locked: SessionLocks) -> Handler:
         from finetune.runfile.importers import as_run_file
         from finetune.runfile.text import read_file
 
-        name = Path(path).name
-        with refusals():   # read_file refuses a file over the run-file size limit before reading it
-            raw = read_file(path, source=name)
-            # An Axolotl config or a PEFT adapter_config.json is imported (`python -m finetune import`).
-            raw, notes, kind = as_run_file(raw)
-        with locked(request):
-            out = fill(ui, raw, values, info)
+        name, run = Path(path).name, None
+        try:
+            with refusals():   # read_file refuses a file over the run-file size limit before reading it
+                raw = read_file(path, source=name)
+                # An Axolotl config or a PEFT adapter_config.json is imported (`python -m finetune import`).
+                run, notes, kind = as_run_file(raw)
+            with locked(request):
+                out = fill(ui, run, values, info)
+        except gr.Error:
+            raise
+        except Exception as exc:   # never Gradio's empty "Error": the file's problems, or one line saying why
+            raise load_failure(name, run, exc) from None
         for note in notes:
             gr.Warning(f"{name}: {note}")
         gr.Info(f"Loaded {name}" + ("." if kind == "run" else f" (imported from {kind_label(kind)})."))
         return out
     return on_load_run
+
+
+def load_failure(name: str, run, exc: Exception) -> gr.Error:
+    """What "Load a run file" says when importing or filling the form failed: the run file's own problems when
+    the form could not take it (a value it cannot show, such as `lora: 5`), else the exception in one line."""
+    from finetune.runfile import RunConfig
+
+    if isinstance(run, dict):   # imported (or a run file already): the form failed on it
+        try:
+            RunConfig.from_dict(run)
+        except RunFileError as problems:
+            return user_error("\n".join(f"{name}: {p}" for p in problems.problems))
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    return user_error(f"{name}: could not be loaded ({detail}); this is a bug, please report it")
 
 
 def clone_handler(ui: SimpleNamespace, jobs, locked: SessionLocks) -> Handler:
