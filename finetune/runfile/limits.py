@@ -58,6 +58,16 @@ def cut(text: str, limit: int = QUOTE_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def count_values(value) -> int:
+    """How many values `value` is once written as YAML, counted as the parser counts them (a key is one, a
+    list or mapping is one more than what it holds): what MAX_NODES bounds."""
+    if isinstance(value, dict):
+        return 1 + sum(1 + count_values(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return 1 + sum(count_values(v) for v in value)
+    return 1
+
+
 def _check_events(text: str) -> None:
     """A first pass over the parser's events alone (no nodes, no objects: cheap), refusing aliases and
     counting values and nesting, so a refusal costs only what was read before the limit."""

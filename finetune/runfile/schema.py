@@ -14,6 +14,7 @@ from typing import Any
 
 from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.errors import RunFileError
+from finetune.runfile.limits import MAX_NODES, count_values
 from finetune.runfile.parallel import Devices, strategy_problems
 from finetune.runfile.repo_id import RepoId
 from finetune.runfile.text import dump_yaml, parse_text, read_file
@@ -254,10 +255,21 @@ def check_run(run_cls, raw: dict):
         built[name], found = build_section(cls, name, raw.get(name), problems, extra_ok, UNSUPPORTED.get(name, ()))
         extra.update(found)
     run = run_cls(**built, training_extra=extra)
-    problems += cross_checks(run)
+    problems += cross_checks(run) + size_problems(run)
     if problems:
         raise RunFileError(problems)
     return run
+
+
+def size_problems(run) -> list[str]:
+    """The job writes the resolved run (every default filled in) to run.yaml and reads it back within the
+    run-file limits: a file just under them, with one long list, would be accepted here and refused there."""
+    resolved = run.to_dict()
+    if count_values(resolved) <= MAX_NODES:
+        return []
+    size, name = max((count_values(v), f"{s}.{k}") for s, body in resolved.items() for k, v in body.items())
+    return [f"{name}: {size:,} values; with the rest of the run (every default filled in) the run file would hold "
+            f"more than {MAX_NODES:,}"]
 
 
 def cross_checks(run) -> list[str]:

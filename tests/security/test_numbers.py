@@ -231,3 +231,21 @@ def test_every_allowed_key_that_trl_types_as_int_takes_whole_numbers_only():
 
     kinds = sft_field_kinds()
     assert {k for k in ALLOWED if kinds.get(k) == "int"} <= set(EXTRA_INTS)
+
+
+@pytest.mark.parametrize("text", [
+    "lora: {target_modules: [q_proj], layers_to_transform: [" + ", ".join(["0"] * 1990) + "]}",
+    "lora: {modules_to_save: [" + ", ".join(["lm_head"] * 1990) + "]}",
+    "lora: {rank_pattern: {" + ", ".join(f"m{i}: 8" for i in range(995)) + "}}",
+])
+def test_a_run_file_under_the_limits_that_its_resolved_form_is_over_is_refused_by_name(text, tmp_path):
+    """run.yaml holds every default too: a long list that fits the run-file limits alone may not with them."""
+    try:
+        run = parse_run(text)
+    except RunFileError as exc:
+        [problem] = exc.problems
+        assert problem.startswith("lora.") and "more than 2,000" in problem, problem
+        return
+    path = tmp_path / "run.yaml"
+    path.write_text(run.to_yaml(), encoding="utf-8")
+    assert load_run(path) == run
