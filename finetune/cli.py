@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     from finetune.adapter.cli import add_commands  # generate, merge, push
 
     add_commands(sub)
+    from finetune.jobs.sweep_cli import add_commands as add_sweep  # sweep: a grid of runs, trained in turn
+
+    add_sweep(sub)
     return parser
 
 
