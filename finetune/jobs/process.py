@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil  # a dependency of accelerate, peft and trl
 
+from finetune.runfile.limits import cut
 from finetune.train.runfolder import RunFolder
 
 LOST = "the job's process ended without a final status (killed?)"
@@ -117,18 +118,23 @@ def signal_job(pid: int, sig: int) -> None:
 
 
 def exit_reason(folder: RunFolder, returncode: int | None) -> str:
-    """Why a job that wrote no final status ended (None: not our child, so its exit code is unknown)."""
-    if returncode is None:
-        return LOST
-    if returncode < 0:
+    """Why a job that wrote no final status ended (None: not our child, so its exit code is unknown). A job
+    that refused its settings says why in `error:` lines (exit 2); one forked from the warm process, or
+    re-attached after a restart, has no exit code here, so its log is read all the same."""
+    if returncode is not None and returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
         return f"the job's process ended without a final status (killed by {name})"
-    lines = [line.strip() for line in folder.log_tail(4000).splitlines() if line.strip()]
+    lines = [line.strip() for line in folder.log_tail(8000).splitlines() if line.strip()]
+    # train.log is appended to by every attempt (a resume): only this job's lines, from its first one on
+    starts = [i for i, line in enumerate(lines) if line.startswith("run: ")]
+    lines = lines[starts[-1]:] if starts else lines
     errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
-    if errors:  # the CLI's invalid-input lines (exit code 2)
-        return "; ".join(errors)
-    last = f": {lines[-1]}" if lines else ""
+    if errors:
+        return cut("; ".join(errors), 500)
+    if returncode is None:
+        return LOST
+    last = f": {cut(lines[-1], 200)}" if lines else ""
     return f"the job's process exited with code {returncode} without a final status{last}"

@@ -6,7 +6,8 @@
              metrics.jsonl and status.json follow every logging step
     cleanup  adapter/ (adapter_config.json + adapter_model.safetensors) and the tokenizer, state `completed`;
              SIGTERM/SIGINT ends as `cancelled` with a checkpoint and the adapter; a crash ends as `failed`
-             with a one-line reason (the traceback goes to train.log), exit 1
+             with a one-line reason (the traceback goes to train.log), exit 1; a full disk is one line and
+             no traceback; a refusal is `failed` too where a job manager waits for this job (outcome.py)
 
 stdout and stderr are the job's log (the job manager sends them to train.log).
 """
@@ -19,13 +20,12 @@ import json
 import os
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from finetune.errors import RunFileError
 from finetune.runfile import RunConfig, load_run
-from finetune.train import checkpoints, distributed, threads
+from finetune.train import checkpoints, distributed, outcome, threads, watch
 from finetune.train.runfolder import RunFolder
 
 if TYPE_CHECKING:  # annotations only: the job imports the heavy libraries late, after the checks
@@ -205,6 +205,7 @@ def sft_config(plan: Plan):
         kwargs[f"{checkpointing}_kwargs"] = {"use_reentrant": False}
     kwargs.update(distributed.trainer_args(run, distributed.world_size(), cuda))  # ddp/fsdp/deepspeed
     kwargs.update(run.training_extra)
+    plan.notes += watch.trainer_args(run, kwargs, has_eval)   # early stopping and trackers; the user's keys kept
     try:
         return SFTConfig(**kwargs)
     except (ValueError, TypeError) as exc:  # a combination TrainingArguments refuses, in its own words
@@ -308,10 +309,15 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     sharded = distributed.world_size() > 1 and run.training.strategy == "fsdp"
     model = load_model(run.model, run.training.gradient_checkpointing, sharded=sharded)
     last_step = int(plan.checkpoint.rsplit("-", 1)[1]) if plan.checkpoint else 0
+    for note in watch.tracker_env(run, folder):
+        print(note, flush=True)
+    # The watching callbacks first: the samples' answers are evaluation time, left out of tokens/s by
+    # RunCallback's clock pause in on_evaluate, which must come after them.
     trainer = SFTTrainer(model=model, args=plan.args, train_dataset=plan.examples.train,
                          eval_dataset=plan.examples.eval, processing_class=plan.tokenizer,
                          peft_config=lora_config(run.lora),
-                         callbacks=[RunCallback(folder, stopper, last_logged_step=last_step)])
+                         callbacks=[*watch.callbacks(plan, folder),
+                                    RunCallback(folder, stopper, last_logged_step=last_step)])
     trainer.remove_callback(PrinterCallback)  # it prints each log as a dict; RunCallback prints a readable line
     check_count(plan, trainer.model)
     if distributed.world_size() > 1 and distributed.is_main():  # what accelerate made of training.strategy
@@ -326,7 +332,8 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     else:
         trainer.model.save_pretrained(folder.adapter_dir)  # type: ignore[union-attr, operator]  # Trainer types .model as any Module; here it is PEFT's model
         plan.tokenizer.save_pretrained(folder.adapter_dir)
-    state = "completed" if result.global_step >= trainer.state.max_steps else "cancelled"
+    early = watch.stopped_early(trainer, result, folder)   # its line in train.log, stopped_early in status
+    state = "completed" if result.global_step >= trainer.state.max_steps or early else "cancelled"
     print(f"{state}: adapter saved to {folder.adapter_dir}", flush=True)
     return state
 
@@ -353,7 +360,7 @@ def main(run_path: str, resume: bool = False) -> int:
         return run_job(run_path, resume, stopper) if code is None else code
     except Cancelled as exc:
         print(f"cancelled ({exc}) before the job began: nothing was started", flush=True)
-        mark_cancelled_early(run_path)
+        outcome.cancelled_early(run_path)
         return 0
     finally:
         stopper.uninstall()
@@ -371,14 +378,11 @@ def run_job(run_path: str, resume: bool, stopper) -> int:
         problems = exc.problems
     except Cancelled as exc:
         print(f"cancelled ({exc}) while checking the settings: nothing was started", flush=True)
-        mark_cancelled_early(run_path)
+        outcome.cancelled_early(run_path)
         return 0
     problems = distributed.gather_problems(problems)  # with several ranks: all stop if any found a problem
-    if problems:
-        if distributed.is_main():  # said once, as plain `error:` lines
-            for problem in problems:
-                print(f"error: {problem}", file=distributed.plain(sys.stderr))
-        return 2
+    if problems:   # said once, as plain `error:` lines, and in the status of a folder waiting for this job
+        return outcome.refused(run_path, problems) if distributed.is_main() else 2
     folder = RunFolder(plan.run.training.output_dir)
     # Rank 0 alone writes the run folder; the other ranks train and save their part of each checkpoint.
     main_rank = distributed.is_main()
@@ -400,21 +404,8 @@ def run_job(run_path: str, resume: bool, stopper) -> int:
         print(f"cancelled ({exc}): stopped at once, before an adapter could be saved", flush=True)
         write_status(state="cancelled", finished_at=time.time(), error=None)
         return 0
-    except BaseException as exc:
-        traceback.print_exc()
-        reason = (str(exc).strip().splitlines() or [""])[0]
-        write_status(state="failed", finished_at=time.time(), error=f"{type(exc).__name__}: {reason}"[:500])
-        return 1
-
-
-def mark_cancelled_early(run_path: str) -> None:
-    """A job manager may have made the run folder already: tell it the job ended, without creating one."""
-    try:
-        folder = RunFolder(load_run(run_path).training.output_dir)
-    except RunFileError:
-        return
-    if folder.path.is_dir():
-        folder.write_status(state="cancelled", finished_at=time.time(), error=None)
+    except BaseException as exc:   # one line in status.json and train.log; a full disk without a traceback
+        return outcome.failed(folder, exc, main_rank)
 
 
 def cli(argv: list[str] | None = None) -> int:
