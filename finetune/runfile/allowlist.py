@@ -2,9 +2,9 @@
 
 An explicit allowlist, not "any SFTConfig field": on a Space, whoever may launch writes the run file, and
 SFTConfig has keys that reach outside the run. `push_to_hub` + `hub_model_id` would upload with the
-server's HF_TOKEN (which a job has only to read gated models), `report_to: wandb` or `trackio` sends metrics
-with credentials found on the server, `deepspeed` / `fsdp_config` / `accelerator_config` /
-`chat_template_path` / `resume_from_checkpoint` read files the server holds, `model_init_kwargs` and
+server's HF_TOKEN (which a job has only to read gated models), `report_to: wandb` sends metrics with
+credentials found on the server (refused on a Space: finetune/runfile/reporters.py), `deepspeed` /
+`fsdp_config` / `accelerator_config` / `chat_template_path` / `resume_from_checkpoint` read files the server holds, `model_init_kwargs` and
 `trust_remote_code` change how the model loads behind the model section's checks. Every key below was
 judged to act only on this run, inside its own folder; each has a check bounding its value (processes and
 workers are capped: they are the server's memory; every whole number has an upper bound a real run can
@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from finetune.runfile.reporters import ReportTo
 from finetune.runfile.validators import Choice, DictOf, Flag, Int, Invalid, Num, OrNull, Str, show
 
 
@@ -40,18 +41,6 @@ class _Scalars:
                 isinstance(k, str) and _scalar(v) for k, v in value.items()):
             raise Invalid(f"must be a mapping of up to 16 names to finite numbers, flags or strings, "
                           f"got {show(value)}")
-        return value
-
-
-class _Reporters:
-    """report_to: only integrations that need no credentials and write inside the run folder."""
-    SAFE = ("none", "tensorboard")
-
-    def __call__(self, value):
-        names = value if isinstance(value, list) else [value]
-        if not names or not all(isinstance(v, str) and v.strip().lower() in self.SAFE for v in names):
-            raise Invalid(f'must be "none" or "tensorboard" (reporters that need credentials or send data '
-                          f"elsewhere are not allowed), got {show(value)}")
         return value
 
 
@@ -84,7 +73,7 @@ ALLOWED: dict[str, Callable[[Any], Any]] = {
     "logging_strategy": EVERY, "logging_first_step": Flag(), "logging_nan_inf_filter": Flag(),
     "save_strategy": Choice("no", "steps", "epoch", "best"), "save_only_model": Flag(),
     "load_best_model_at_end": Flag(), "metric_for_best_model": OrNull(Str(nonempty=True)),
-    "greater_is_better": OrNull(Flag()), "run_name": OrNull(Str()), "report_to": OrNull(_Reporters()),
+    "greater_is_better": OrNull(Flag()), "run_name": OrNull(Str()), "report_to": OrNull(ReportTo()),
     "skip_memory_metrics": Flag(), "log_level": Choice("passive", "debug", "info", "warning", "error", "critical"),
     # data loading (workers are processes: capped)
     "dataloader_num_workers": Int(ge=0, le=16), "dataloader_drop_last": Flag(),

@@ -21,7 +21,7 @@ RENAMED = {
     "training.optim": "optimizer", "training.gradient_checkpointing": "gradient_checkpointing",
     "training.logging_steps": "logging_steps", "training.save_steps": "save_steps",
     "training.save_total_limit": "save_total_limit", "training.eval_steps": "eval_steps", "training.seed": "seed",
-    "training.max_steps": "max_steps",
+    "training.max_steps": "max_steps", "training.early_stopping_patience": "early_stopping_patience",
     "hub.repo_id": "hub_model_id",   # both push the result there when training ends
 }
 
@@ -51,4 +51,7 @@ NOT_IN_AXOLOTL = {
     "training.zero_stage": "Axolotl takes a DeepSpeed JSON file of its own",
     "hub.private": "no Axolotl key: the repository is created with the Hub's default visibility",
     "hub.merged": "Axolotl pushes the adapter; it merges with its own merge_lora command",
+    "training.early_stopping_threshold": "no Axolotl key: Axolotl stops on any improvement",
+    "samples.prompts": "no Axolotl key for prompts answered while training",
+    "samples.max_new_tokens": "no Axolotl key for prompts answered while training",
 }

@@ -14,6 +14,7 @@ from typing import Any
 
 from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.errors import RunFileError
+from finetune.runfile.evaluation import SamplesSection, evaluation_problems
 from finetune.runfile.limits import MAX_NODES, count_values
 from finetune.runfile.parallel import Devices, strategy_problems
 from finetune.runfile.repo_id import RepoId
@@ -156,6 +157,12 @@ class TrainingSection:
     eval_steps: int | None = setting(None, "Steps between two evaluations (when data.eval_size > 0); "
                                      "default: logging_steps x 10; at most 10,000,000.",
                                      OrNull(Int(ge=1, le=10_000_000)))
+    early_stopping_patience: int | None = setting(None, "Stop after this many evaluations in a row without "
+                                                  "improving the eval loss (or metric_for_best_model), 1 to 1,000, "
+                                                  "and keep the best checkpoint as the adapter; needs "
+                                                  "data.eval_size.", OrNull(Int(ge=1, le=1000)))
+    early_stopping_threshold: float | None = setting(None, "How much an evaluation must improve on the best "
+                                                     "so far to count as better (default 0).", OrNull(Num(ge=0)))
     seed: int = setting(42, "Random seed for the adapter's initialisation and the data "
                     "order, 0 to 4,294,967,295 (what numpy takes).", Int(ge=0, le=2**32 - 1))
     # How many processes train and how they share the model: launch settings, not SFTConfig keys
@@ -186,7 +193,7 @@ class HubSection:
 
 
 SECTIONS = {"model": ModelSection, "lora": LoraSection, "data": DataSection, "training": TrainingSection,
-            "hub": HubSection}
+            "hub": HubSection, "samples": SamplesSection}
 
 # Keys of peft.LoraConfig that change what trains in ways the count does not model: refused by name
 # rather than counted wrongly.
@@ -205,6 +212,7 @@ class RunConfig:
     data: DataSection = field(default_factory=DataSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     hub: HubSection = field(default_factory=HubSection)
+    samples: SamplesSection = field(default_factory=SamplesSection)
     # Further trl.SFTConfig / TrainingArguments keys the user gave, checked against those classes' fields.
     training_extra: dict = field(default_factory=dict)
 
@@ -286,5 +294,5 @@ def cross_checks(run) -> list[str]:
                    "lora.target_modules (PEFT ignores it there); list the module names instead")
     if run.training.max_steps == 0:
         out.append("training.max_steps: must be -1 (use num_train_epochs) or a whole number >= 1, got 0")
-    out += strategy_problems(run)
+    out += strategy_problems(run) + evaluation_problems(run)
     return out

@@ -1,6 +1,7 @@
 """Threat: a run file that reaches outside its run. Before the fix any trl.SFTConfig key passed through, so
 `training.push_to_hub: true` + `hub_model_id` uploaded with the host's HF_TOKEN (which the job inherits to
-read gated models), `report_to: wandb` used credentials on the server, and `deepspeed`, `logging_dir`,
+read gated models), `report_to: wandb` used credentials on the server (now refused on a Space:
+tests/test_watch.py), and `deepspeed`, `logging_dir`,
 `resume_from_checkpoint` named server paths. Now `training` takes an explicit allowlist."""
 
 import dataclasses
@@ -20,9 +21,8 @@ REACHING_OUT = {
     "hub_strategy: every_save": "a run never pushes to the Hub",
     "trust_remote_code: true": "set model.trust_remote_code instead",
     "model_init_kwargs: {trust_remote_code: true}": "use the model section",
-    "report_to: wandb": 'must be "none" or "tensorboard"',
-    "report_to: [tensorboard, trackio]": 'must be "none" or "tensorboard"',
-    "report_to: all": 'must be "none" or "tensorboard"',
+    "report_to: [tensorboard, comet_ml]": 'must be one of "none", "tensorboard"',
+    "report_to: all": 'must be one of "none", "tensorboard"',
     "trackio_space_id: mallory/space": "with the server's credentials",
     "logging_dir: /etc": "a path outside the run folder",
     "deepspeed: /etc/ds.json": "reads a configuration file the server holds",
