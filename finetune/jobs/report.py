@@ -15,10 +15,14 @@ from pathlib import Path
 from finetune.jobs import history
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 
+SAMPLES_SHOWN = 24      # the newest answers /status carries: 3 evaluations of 8 prompts
+SAMPLE_CHARS = 1000     # of each prompt and answer
+
 
 def status(folder: RunFolder) -> dict:
-    """status.json with run_id, losses [[step, loss], ...], eval_losses, tokens_per_second, elapsed_s and
-    eta_s (the queue place and the stopping view are the manager's to add)."""
+    """status.json with run_id, losses [[step, loss], ...], eval_losses, tokens_per_second, elapsed_s,
+    eta_s, stopped_early and the newest samples' answers (the queue place and the stopping view are the
+    manager's to add)."""
     status = folder.read_status()
     metrics = folder.read_metrics()
     out = {"run_id": folder.path.name, "state": "queued", "step": 0, "max_steps": None, "error": None, **status}
@@ -30,7 +34,21 @@ def status(folder: RunFolder) -> dict:
     speeds = [m[k] for m in metrics for k in ("tokens_per_second", "train_tokens_per_second") if m.get(k)]
     out["tokens_per_second"] = speeds[-1] if speeds else None
     out["elapsed_s"], out["eta_s"] = timing(out)
+    out["stopped_early"] = stopped_early(status.get("stopped_early"))
+    out["samples"] = [{"step": r["step"], "prompt": r["prompt"][:SAMPLE_CHARS], "answer": r["answer"][:SAMPLE_CHARS]}
+                      for r in folder.read_samples()[-SAMPLES_SHOWN:]]
     return out
+
+
+def stopped_early(value) -> dict | None:
+    """status.json's stopped_early ({step, best_step, best_metric, metric}, written by train/watch.py), or None
+    when it is not one: a folder's files are anyone's to edit."""
+    if not isinstance(value, dict) or type(value.get("step")) is not int:
+        return None
+    best_step, metric, name = value.get("best_step"), value.get("best_metric"), value.get("metric")
+    return {"step": value["step"], "best_step": best_step if type(best_step) is int else None,
+            "best_metric": metric if type(metric) in (int, float) else None,
+            "metric": name[:40] if isinstance(name, str) else None}
 
 
 def summary(path: Path, queue: list[str]) -> dict | None:

@@ -30,6 +30,7 @@ except ImportError:   # not on POSIX: updates are not serialised
 
 __all__ = ["BROKEN", "FINAL_STATES", "STATES", "RunFolder"]
 METRICS_MAX_BYTES = 32 << 20   # ~150k logging steps; of a longer metrics.jsonl the newest part is read
+SAMPLES_MAX_BYTES = 256 << 10  # the newest answers of samples.jsonl (60+ of up to ~4 KB): what a page shows
 
 
 class RunFolder:
@@ -41,6 +42,7 @@ class RunFolder:
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
     log_file = property(lambda self: self.path / "train.log")
     adapter_dir = property(lambda self: self.path / "adapter")
+    samples_file = property(lambda self: self.path / "samples.jsonl")   # {step, prompt, answer, seconds}
 
     def exists(self) -> bool:
         """Whether this is a run's folder: it has a status.json (of any kind: a broken one is shown) or a
@@ -105,6 +107,30 @@ class RunFolder:
                 continue
             if isinstance(record, dict) and (record := statusfile.metrics_record(record)) is not None:
                 out.append(record)
+        return out
+
+    def append_sample(self, record: dict) -> None:
+        with self.samples_file.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_samples(self) -> list[dict]:
+        """The newest answers to the samples (samples.jsonl's last 256 KB): records with a whole-number step and
+        text prompt and answer; anything else in the file is skipped."""
+        try:
+            data = statusfile.read_bounded(self.samples_file, SAMPLES_MAX_BYTES, tail=True)
+        except (OSError, statusfile.Unreadable):
+            return []
+        out = []
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            try:
+                r = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(r, dict) and type(r.get("step")) is int and isinstance(r.get("prompt"), str) \
+                    and isinstance(r.get("answer"), str):
+                seconds = r.get("seconds")
+                out.append({"step": r["step"], "prompt": r["prompt"], "answer": r["answer"],
+                            "seconds": seconds if type(seconds) in (int, float) else None})
         return out
 
     def log_tail(self, max_chars: int = 4000) -> str:

@@ -109,8 +109,11 @@ def sees_details(username: str | None, env: Mapping[str, str] | None = None) -> 
 
 
 def visitor_status(status: dict, username: str | None, env: Mapping[str, str] | None = None) -> dict:
-    if status.get("error") and not sees_details(username, env):
-        return {**status, "error": HIDDEN_ERROR}
+    """The error and the samples' prompts and answers (taken from the evaluation data by default) are the
+    details a visitor who may not launch does not see."""
+    if (status.get("error") or status.get("samples")) and not sees_details(username, env):
+        hidden = {"error": HIDDEN_ERROR} if status.get("error") else {}
+        return {**status, **hidden, **({"samples": []} if "samples" in status else {})}
     return status
 
 

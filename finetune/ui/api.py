@@ -17,7 +17,7 @@ from finetune.ui import access
 from finetune.ui.guard import refusals, require, user_error, username
 
 STATUS_KEYS = ("run_id", "state", "step", "max_steps", "losses", "eval_losses", "error", "tokens_per_second",
-               "elapsed_s", "eta_s", "queue_position", "stopping")
+               "elapsed_s", "eta_s", "queue_position", "stopping", "stopped_early", "samples")
 
 
 def checked_run(run_text: str):
