@@ -10,7 +10,7 @@ On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0 and only signed-in 
 import os
 
 from finetune.data.uploads import max_upload_bytes
-from finetune.ui import build_app
+from finetune.ui import build_app, upload_gate
 from finetune.ui.access import on_a_space
 from finetune.ui.layout import CSS
 
@@ -21,10 +21,14 @@ def main() -> None:
     host = os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_a_space() else "127.0.0.1")
     port = int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
     try:
-        # The adapter zips are served from the run folders.
-        # max_file_size: Gradio refuses a larger upload before writing it (FINETUNE_MAX_UPLOAD_MB, default 200).
-        demo.launch(server_name=host, server_port=port, css=CSS, allowed_paths=[str(jobs.runs_dir)],
-                    footer_links=["api"], max_file_size=max_upload_bytes())
+        # blocked_paths: nothing in the runs folder is ever served (logs, errors, run files, uploaded data), even
+        # where Gradio's cache folder holds it; downloads are short-lived copies handed out by the page
+        # (finetune/ui/downloads.py). max_file_size: Gradio refuses a larger upload before writing it
+        # (FINETUNE_MAX_UPLOAD_MB, default 200); the upload gate holds visitors who may not upload datasets to
+        # run files (finetune/ui/upload_gate.py).
+        demo.launch(server_name=host, server_port=port, css=CSS, blocked_paths=[str(jobs.runs_dir)],
+                    footer_links=["api"], max_file_size=max_upload_bytes(),
+                    app_kwargs={"middleware": [upload_gate.middleware()]})
     finally:
         jobs.shutdown()
 

@@ -31,19 +31,21 @@ def _up(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def serve_app(runs_dir, env: dict | None = None, timeout: float = 180.0):
-    """Run `python app.py` on 127.0.0.1 with runs under `runs_dir`; yields its URL. At the end, runs still
-    active are cancelled (they are separate processes that would outlive the app) and the app is stopped."""
+def serve_app(runs_dir, env: dict | None = None, timeout: float = 180.0, cwd=ROOT):
+    """Run `python app.py` on 127.0.0.1 with runs under `runs_dir` (relative to `cwd`, the app's working
+    directory); yields its URL. At the end, runs still active are cancelled (they are separate processes that
+    would outlive the app) and the app is stopped."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    runs_path = Path(cwd) / runs_dir   # runs_dir itself when it is absolute
     child_env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                      FINETUNE_RUNS_DIR=str(runs_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                      TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
     if "SPACE_ID" not in (env or {}):
         child_env.pop("SPACE_ID", None)   # a test machine that is itself a Space still serves openly
     # the log's handle closes whatever happens, also when the app cannot even be started
-    with open(Path(runs_dir).parent / f"app-{port}.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=child_env, stdout=log,
+    with open(runs_path.parent / f"app-{port}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=cwd, env=child_env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
@@ -55,7 +57,7 @@ def serve_app(runs_dir, env: dict | None = None, timeout: float = 180.0):
                 time.sleep(0.5)
             yield url
         finally:
-            stop_runs(runs_dir)
+            stop_runs(runs_path)
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=20)

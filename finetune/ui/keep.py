@@ -21,6 +21,7 @@ from finetune.jobs.process import PACKAGE_ROOT
 from finetune.runfile import field_help
 from finetune.space import on_space
 from finetune.ui import access
+from finetune.ui.downloads import handout
 from finetune.ui.guard import require, user_error
 from finetune.ui.live import username
 
@@ -139,7 +140,8 @@ def wire_keep(ui, jobs) -> None:
             archive = shutil.make_archive(str(folder / ".merged-zip"), "zip", root_dir=out)
             target = folder / "merged.zip"
             Path(archive).replace(target)
-            download = gr.DownloadButton(value=str(target), visible=True)
+            # the runs folder is never served: a short-lived copy in Gradio's cache, for this user only
+            download = gr.DownloadButton(value=handout(target, f"{folder.name}-merged.zip"), visible=True)
         yield text, download
 
     k.merge.click(on_merge, p.run, [k.status, k.download], api_visibility="private", concurrency_limit=2)

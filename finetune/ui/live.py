@@ -20,6 +20,7 @@ from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun, history
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 from finetune.ui import access, plots, render
+from finetune.ui.downloads import handout
 from finetune.ui.guard import user_error, user_error_from
 from finetune.ui.panel import form_run
 from finetune.ui.wiring import FAST
@@ -92,6 +93,21 @@ def adapter_zip(runs_dir: Path, run_id: str) -> str | None:
     return str(target)
 
 
+def may_download(profile) -> bool:
+    """An adapter is what the run learned from its data: on a Space, downloaded only by the users who may
+    launch (access.may_use), like the log and the errors."""
+    return access.may_use(username(profile), "download adapters")[0]
+
+
+def adapter_button(zip_path: str | None, run_id: str, seen: dict) -> gr.DownloadButton:
+    """The adapter's download button: hidden without a zip; else a short-lived copy of it in Gradio's cache
+    (finetune/ui/downloads.py: the runs folder is never served), handed out once per page and zip (`seen`)."""
+    if not zip_path:
+        return gr.DownloadButton(value=None, visible=False)
+    seen["adapter"] = handout(zip_path, f"{run_id}-adapter.zip", seen.get("adapter"))
+    return gr.DownloadButton(value=seen["adapter"], visible=True)
+
+
 def list_update(runs: list[dict], selected, shown, mine) -> tuple | None:
     """(the run selector's update, the page's run list state) for the runs just read; None while the
     list has not changed (a redraw would close the menu under the user's pointer). A value is sent only to
@@ -140,7 +156,8 @@ def wire_live(ui, jobs) -> None:
                 "log": log, "stopping": bool(status.get("stopping")),
                 "settings": plots.loss_settings(status.get("max_steps"), last, bool(eval_size) or
                                                 bool(curves["eval"])),
-                "progress": progress, "adapter": adapter_zip(jobs.runs_dir, run_id) if final else None}
+                "progress": progress,
+                "adapter": adapter_zip(jobs.runs_dir, run_id) if final and may_download(profile) else None}
 
     def view(run_id, seen, profile: gr.OAuthProfile | None = None) -> dict:
         """The watch panel's changes since `seen` (a component left out of the dict is left as it is). On a
@@ -167,8 +184,7 @@ def wire_live(ui, jobs) -> None:
         return {**out, ui.progress: panel["progress"], ui.log: panel["log"],
                 ui.cancel: gr.Button(visible=active, interactive=not panel["stopping"]),
                 ui.resume: gr.Button(visible=panel["resumable"]),
-                ui.adapter: gr.DownloadButton(value=panel["adapter"], visible=True) if panel["adapter"]
-                else gr.DownloadButton(visible=False), ui.seen: seen}
+                ui.adapter: adapter_button(panel["adapter"], run_id, seen), ui.seen: seen}
 
     watch_outputs = [ui.loss_plot, ui.lr_plot, ui.progress, ui.log, ui.cancel, ui.resume, ui.adapter, ui.seen]
     ui.timer.tick(view, [ui.run_select, ui.seen], watch_outputs, trigger_mode="always_last", **FAST)
