@@ -1,7 +1,9 @@
 """The Gradio app (the only package besides app.py that imports gradio): `build_app()` returns the Blocks and
 the JobManager behind it. Layout in layout.py, configure events in events.py, launch-and-watch in live.py,
 HTTP endpoints in api.py, the Spaces sign-in rule in access.py. Every refusal a handler raises goes
-through guard.py (user_error, refusals): one log line each, not a traceback."""
+through guard.py (user_error, refusals): one log line each, not a traceback. Gradio's own routes: downloads
+are handed out as copies in its cache (downloads.py; the runs folder is never served), visitors' uploads pass
+upload_gate.py, files named in events page.py."""
 
 from __future__ import annotations
 
@@ -22,8 +24,6 @@ def build_app(runs_dir=None):
 def build_page(jobs):
     """(demo, ui): the page over a job manager, and the namespace of its components (layout.build_layout),
     which tests use to call and check the page's handlers without a browser."""
-    import gradio as gr
-
     from finetune.adapter.keeper import Keeper
     from finetune.adapter.service import Playground
     from finetune.ui import devices
@@ -33,12 +33,15 @@ def build_page(jobs):
     from finetune.ui.keep import register_push_api
     from finetune.ui.layout import build_layout
     from finetune.ui.live import on_page_load, wire_live
+    from finetune.ui.page import Page
     from finetune.ui.panel import initial
     from finetune.ui.playground import register_generate_api, wire_playground
     from finetune.ui.runs import wire_runs
 
-    # Gradio keeps every upload (anyone's, before any sign-in check) in its cache: cleared hourly.
-    with gr.Blocks(title="LoRA Launchpad", delete_cache=(3600, 3600)) as demo:
+    # Gradio keeps every upload in its cache (a visitor's only as the upload gate lets it, ui/upload_gate.py),
+    # and the downloads handed out (ui/downloads.py): both deleted after an hour. Page: forged file paths in
+    # events are refused in one log line (ui/page.py).
+    with Page(title="LoRA Launchpad", delete_cache=(3600, 3600)) as demo:
         ui = build_layout(initial())   # reads the demo model once: the first count is fast
         wire_configure(ui, jobs)
         wire_live(ui, jobs)
