@@ -12,6 +12,9 @@ Each test reproduces a defect found by a red-team pass (issue #7) and failed bef
 | a bad output folder, a half-written checkpoint     | train/checkpoints.py, train/job.py           | test_output_folder  |
 | long run ids, tracebacks in the log, foreign PIDs, | jobs/manager.py, jobs/process.py,           | test_small          |
 | SPACE_ID outside a Space                           | ui/access.py                                 |                     |
+| a broken run folder stalling the queue and the list | train/statusfile.py, jobs/manager.py         | test_broken_runs    |
+| a refused job reported as killed                   | train/outcome.py, jobs/process.py            | test_job_refusal    |
+| a full disk mid-checkpoint: tracebacks, `running`  | train/diskfull.py, train/runfolder.py        | test_disk_full      |
 | the runs folder served to anyone (logs, uploads)    | app.py blocked_paths, ui/downloads.py        | test_file_route, test_downloads |
 | anyone filling the disk through Gradio's uploads   | ui/upload_gate.py                            | test_upload_route   |
 | made-up file paths or URLs in events flooding the log | ui/page.py                                | test_log_flood      |
