@@ -147,7 +147,8 @@ def test_early_stopping_stops_and_keeps_the_best_checkpoint_as_the_adapter(tmp_p
 
 
 @pytest.mark.slow
-def test_tensorboard_events_hold_the_loss_and_samples_are_answered_at_each_evaluation(tmp_path):
+def test_tensorboard_events_hold_the_loss_and_samples_are_answered_at_each_evaluation(tmp_path, monkeypatch):
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", "set by the job")   # restored after the in-process job
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     path, folder = write_run(tmp_path, {"max_steps": 6, "learning_rate": 3e-3, "eval_steps": 2,
@@ -169,6 +170,21 @@ def test_tensorboard_events_hold_the_loss_and_samples_are_answered_at_each_evalu
         (step, p) for step in (2, 4, 6) for p in ("What do goats eat?", "Where does a frog live?")]
     assert all(isinstance(s["answer"], str) and s["seconds"] >= 0 for s in samples)
     assert [s["step"] for s in report.status(folder)["samples"]] == [2, 2, 4, 4, 6, 6]
+
+
+@pytest.mark.slow
+def test_trackio_writes_its_database_inside_the_run_folder(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("TRACKIO_DIR", "set by the job")
+    import trackio  # noqa: F401  # as in the app's warm process (TRL imports it): TRACKIO_DIR already read
+
+    path, folder = write_run(tmp_path, {"max_steps": 3, "report_to": "trackio"})
+    assert main(path) == 0
+    with sqlite3.connect(folder.path / "trackio" / "run-out.db") as db:
+        logged = [json.loads(m) for (m,) in db.execute("select metrics from metrics order by step")]
+    assert [m["train/loss"] for m in logged if "train/loss" in m] == pytest.approx(
+        [r["loss"] for r in folder.read_metrics() if "loss" in r], rel=1e-5)
 
 
 HIDE = """

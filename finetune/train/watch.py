@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from pathlib import Path
 
 from finetune.runfile import RunConfig
 from finetune.runfile.reporters import names
@@ -80,13 +81,23 @@ def tracker_env(run: RunConfig, folder: RunFolder) -> list[str]:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(folder.path.resolve() / "tensorboard")
     if "trackio" in reporters:
         os.environ["TRACKIO_DIR"] = str(folder.path.resolve() / "trackio")
-        if "trackio" in sys.modules:   # a process that imported it before (it read TRACKIO_DIR then)
-            notes.append("report_to: trackio was imported before this run; its files may go to its default "
-                         "folder, not the run folder")
+        _repoint_trackio(folder.path.resolve() / "trackio")
         if os.environ.get("SPACE_ID"):
             for key in TRACKIO_REMOTE_ENV:
                 os.environ.pop(key, None)
     return notes
+
+
+def _repoint_trackio(path: Path) -> None:
+    """trackio reads TRACKIO_DIR once, at import, into module constants, and TRL imports it with its trainers
+    (trl/extras/profiling.py) when it is installed: in a job forked from the app's warm process, or a test
+    process, it was imported before this run chose its folder. Its already-loaded modules are pointed here."""
+    derived = {"TRACKIO_DIR": path, "MEDIA_DIR": path / "media", "ARTIFACTS_DIR": path / "artifacts"}
+    for name, module in list(sys.modules.items()):
+        if module is not None and (name == "trackio" or name.startswith("trackio.")):
+            for attr, value in derived.items():
+                if isinstance(getattr(module, attr, None), Path):
+                    setattr(module, attr, value)
 
 
 def callbacks(plan, folder: RunFolder) -> list:
