@@ -76,7 +76,7 @@ def tracker_places(output_dir: str, reporters: list[str]) -> str:
 def tracker_env(run: RunConfig, folder: RunFolder) -> list[str]:
     """Point the local trackers into the run folder (before Trainer builds their callbacks: trackio reads
     TRACKIO_DIR when it is imported). Returns notes for train.log."""
-    reporters, notes = names(run.training_extra.get("report_to")), []
+    reporters, notes = names(run.training_extra.get("report_to")), list[str]()
     if "tensorboard" in reporters:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(folder.path.resolve() / "tensorboard")
     if "trackio" in reporters:
