@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from finetune.errors import RunFileError
+from finetune.model import patterns
 from finetune.model.architecture import EMBEDDING, Skeleton, inspect_model
 from finetune.model.dtypes import SAFETENSORS_NAME, resolve_dtype
 from finetune.model.targets import Match, match
@@ -78,8 +78,9 @@ def count_lora(skel: Skeleton, lora, dtype: str = "F32") -> Count:
         problems.append(f"lora.lora_bias: PEFT supports it only with init_lora_weights true or false, got "
                         f"{show(lora.init_lora_weights)}")
     try:
-        found = match(skel, lora)
-        ranks = _ranks(skel, found, lora)
+        with patterns.budget():   # every pattern of this run file, together
+            found = match(skel, lora)
+            ranks = _ranks(skel, found, lora)
     except RunFileError as exc:
         raise RunFileError(problems + exc.problems) from None
     embedding = next((skel.modules[i].name for i in found.adapted if skel.modules[i].kind == EMBEDDING), None)
@@ -148,33 +149,26 @@ def _ranks(skel: Skeleton, found: Match, lora) -> dict:
         if isinstance(cached, RunFileError):
             raise cached
         return cached
-    problems = []
-    patterns = {}
+    problems: list[str] = []
+    names = tuple(skel.modules[i].name for i in found.adapted)
+    keys, valid = {}, {}
     for field_name in ("rank_pattern", "alpha_pattern"):
-        table = getattr(lora, field_name)
-        compiled = []
-        for k in table:
-            try:
-                compiled.append((k, re.compile(rf"(.*\.)?({k})$")))
-            except re.error as exc:
-                problems.append(f"lora.{field_name}: {show(k)} is not a valid regular expression: {exc}")
-        patterns[field_name] = compiled
+        keys[field_name], valid[field_name] = _pattern_keys(field_name, getattr(lora, field_name), names, problems)
     buckets: dict = {}
     used: dict[str, set[str]] = {"rank_pattern": set(), "alpha_pattern": set()}
-    for i in found.adapted:
+    for i, name in zip(found.adapted, names, strict=True):
         m = skel.modules[i]
         rank = 0
-        for field_name, compiled in patterns.items():
-            # PEFT's get_pattern_key: the first key (in the order written) that matches the name's end wins.
-            hit = next((k for k, rx in compiled if rx.match(m.name)), None)
+        for field_name, table in keys.items():
+            hit = table.get(name)
             if hit is not None:
                 used[field_name].add(hit)
                 if field_name == "rank_pattern":
                     rank = lora.rank_pattern[hit]
         per_rank = buckets.setdefault((m.short, m.kind, m.in_features, m.out_features, m.has_bias), Counter())
         per_rank[rank] += 1
-    for field_name, compiled in patterns.items():
-        for k, _ in compiled:
+    for field_name, written in valid.items():
+        for k in written:
             if k not in used[field_name]:
                 problems.append(f"lora.{field_name}: {show(k)} matches no adapted module (it is matched against "
                                 "the end of each adapted module's full name, e.g. "
@@ -184,6 +178,25 @@ def _ranks(skel: Skeleton, found: Match, lora) -> dict:
     if problems:
         raise skel.memo[key]
     return skel.memo[key]
+
+
+def _pattern_keys(field_name: str, table: dict, names: tuple, problems: list) -> tuple[dict, list]:
+    """PEFT's get_pattern_key for every name at once: {name: the first key, in the order written, whose
+    regex (.*\\.)?(key)$ matches the name}, and the keys that are regular expressions (the others are problems).
+    A key too costly to match raises patterns.TooCostly."""
+    first: dict[str, str] = {}
+    valid = []
+    for k in table:
+        try:
+            found = patterns.find(f"lora.{field_name}", k, rf"(.*\.)?({k})$", names, "match")
+        except patterns.Invalid as exc:
+            problems += exc.problems
+            continue
+        valid.append(k)
+        for name, hit in zip(names, found, strict=True):
+            if hit:
+                first.setdefault(name, k)
+    return first, valid
 
 
 def _biases(skel: Skeleton, found: Match, ranks: dict, bias: str) -> tuple[int, int]:
@@ -214,9 +227,11 @@ def adapter_tensors(skel: Skeleton, found: Match, lora, base: str) -> list[tuple
     """(name, dtype, shape) of each tensor in adapter_model.safetensors, named as PEFT names them."""
     out: list[tuple[str, str, tuple[int, ...]]] = []
     pre = "base_model.model."
+    names = tuple(skel.modules[i].name for i in found.adapted)
+    rank_key, _ = _pattern_keys("rank_pattern", lora.rank_pattern, names, [])   # _ranks asked already: cached
     for i in found.adapted:
         m = skel.modules[i]
-        r = _rank_of(lora, m.name)
+        r = lora.rank_pattern[rank_key[m.name]] if m.name in rank_key else lora.r
         if m.kind == EMBEDDING:
             out += [(f"{pre}{m.name}.lora_embedding_A", "F32", (r, m.in_features)),
                     (f"{pre}{m.name}.lora_embedding_B", "F32", (m.out_features, r))]
@@ -255,14 +270,6 @@ def adapter_tensors(skel: Skeleton, found: Match, lora, base: str) -> list[tuple
                 for local, p in m.params:
                     out.append((f"{pre}{name}.base_layer.{local}", base, (skel.param_numels[p],)))
     return out
-
-
-def _rank_of(lora, name: str) -> int:
-    """PEFT's get_pattern_key: the first rank_pattern key matching the end of the name, else r."""
-    for k, r in lora.rank_pattern.items():
-        if re.match(rf"(.*\.)?({k})$", name):
-            return r
-    return lora.r
 
 
 def safetensors_size(tensors) -> int:

@@ -11,6 +11,7 @@ The rules mirrored (peft/tuners/tuners_utils.py, peft/utils/other.py):
   (an entry equal to a module's full name, such as lm_head, is taken whatever its layer).
 - modules_to_save wraps every module whose full name simply ends with an entry (no dot needed).
 PEFT silently ignores what matches nothing; here that is an error, since it is almost always a typo.
+A user's pattern is matched by finetune.model.patterns (bounded in time, stdlib re's semantics), never here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from finetune.errors import RunFileError
+from finetune.model import patterns
 from finetune.model.architecture import ADAPTABLE, CONV1D, EMBEDDING, LINEAR, Skeleton
 from finetune.runfile.schema import ALL_LINEAR
 from finetune.runfile.validators import did_you_mean, show
@@ -63,12 +65,15 @@ def match(skel: Skeleton, lora) -> Match:
     return found
 
 
-def _compile(pattern: str, field: str, problems: list):
+def _hits(field: str, shown: str, regex: str, names, problems: list, how: str = "fullmatch"):
+    """The names `regex` matches (re.<how>), as a set; None and a problem if it is not a regular expression.
+    One too costly to match raises patterns.TooCostly."""
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        problems.append(f"lora.{field}: {show(pattern)} is not a valid regular expression: {exc}")
+        found = patterns.find(f"lora.{field}", shown, regex, names, how)
+    except patterns.Invalid as exc:
+        problems += exc.problems
         return None
+    return {name for name, hit in zip(names, found, strict=True) if hit}
 
 
 def _names_matcher(entries):
@@ -78,21 +83,22 @@ def _names_matcher(entries):
     return lambda name: name in exact or name.endswith(suffixes)
 
 
-def _layer_index_finder(layers_pattern):
-    """The first numbered path segment (PEFT's layer index); with layers_pattern, the number after it."""
-    if not layers_pattern:
-        regexes = [re.compile(r".*?\.[^.]*\.(?P<idx>\d+)\.")]
-    else:
-        patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
-        regexes = [re.compile(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.") for p in patterns]
+LAYER_INDEX = re.compile(r".*?\.[^.]*\.(?P<idx>\d+)\.")   # PEFT's, without layers_pattern: ours, not a user's
 
-    def find(name: str):
-        for rx in regexes:
-            m = rx.match(name)
-            if m:
-                return int(m.group("idx"))
-        return None
-    return find
+
+def _layer_index_finder(layers_pattern, names):
+    """The first numbered path segment (PEFT's layer index); with layers_pattern, the number after the first
+    of its entries that matches (PEFT tries them in order)."""
+    if not layers_pattern:
+        def find(name: str):
+            m = LAYER_INDEX.match(name)
+            return int(m.group("idx")) if m else None
+        return find
+    index: dict[str, int] = {}
+    for p in reversed([layers_pattern] if isinstance(layers_pattern, str) else layers_pattern):
+        found = patterns.find("lora.layers_pattern", p, rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.", names, "match", "idx")
+        index.update((name, int(idx)) for name, idx in zip(names, found, strict=True) if idx is not None)
+    return index.get
 
 
 def _listing(skel: Skeleton) -> str:
@@ -103,16 +109,16 @@ def _listing(skel: Skeleton) -> str:
 
 def _match(skel: Skeleton, lora):
     problems: list[str] = []
-    names = [m.name for m in skel.modules]
+    names = tuple(m.name for m in skel.modules)
     layers = lora.layers_to_transform
     layers = [layers] if isinstance(layers, int) else layers
     excluded = _exclusion(skel, names, lora.exclude_modules, problems)
     saved_entries = lora.modules_to_save or []
-    under_saved = _under_saved(saved_entries, problems)
+    under_saved = _under_saved(saved_entries, names, problems)
     targeted, entries, all_linear = _targeting(skel, names, lora.target_modules, layers, problems)
     layer_of = None
     if layers is not None and not all_linear:
-        layer_of = _layer_index_finder(lora.layers_pattern)
+        layer_of = _layer_index_finder(lora.layers_pattern, names)
         _check_layers(skel, names, layers, lora.layers_pattern, layer_of, problems)
     targets, modules = lora.target_modules, skel.modules
 
@@ -152,7 +158,7 @@ def _match(skel: Skeleton, lora):
         inside = subtree_params(skel, modules[i].name)
         sizes.append(sum(skel.param_numels[p] for p in inside))
         frozen |= inside
-    embedding_targeted = _embedding_targeted(skel, targets, all_linear)
+    embedding_targeted = _embedding_targeted(skel, names, targets, all_linear)
     return Match(tuple(adapted), tuple(saved), tuple(saved_entry), tuple(sizes), sum(sizes), frozenset(frozen),
                  embedding_targeted)
 
@@ -160,13 +166,13 @@ def _match(skel: Skeleton, lora):
 def _exclusion(skel: Skeleton, names, ex, problems):
     """exclude_modules: checked first by PEFT, on every module; a regex (fullmatch) or names."""
     if isinstance(ex, str):
-        rx = _compile(ex, "exclude_modules", problems)
-        if rx is None:
+        hits = _hits("exclude_modules", ex, ex, names, problems)
+        if hits is None:
             return lambda name: False
-        if not any(rx.fullmatch(n) for n in names):
+        if not hits:
             problems.append(f"lora.exclude_modules: {show(ex)} matches no module of this model (one string is a "
                             f"regular expression on the full name, e.g. {_example(skel)}); {_listing(skel)}")
-        return lambda name: rx.fullmatch(name) is not None
+        return hits.__contains__
     if not ex:
         return lambda name: False
     for entry in ex:
@@ -176,10 +182,13 @@ def _exclusion(skel: Skeleton, names, ex, problems):
     return _names_matcher(ex)
 
 
-def _under_saved(entries, problems):
-    """PEFT never adapts a module that has a modules_to_save entry as a path component, or lies below one."""
-    compiled = [rx for e in entries if (rx := _compile(rf"(^|.*\.){e}($|\..*)", "modules_to_save", problems))]
-    return lambda name: any(rx.match(name) for rx in compiled)
+def _under_saved(entries, names, problems):
+    """PEFT never adapts a module that has a modules_to_save entry as a path component, or lies below one
+    (its regex, with the entry pasted in: an entry is a pattern there too)."""
+    under: set[str] = set()
+    for e in entries:
+        under |= _hits("modules_to_save", e, rf"(^|.*\.){e}($|\..*)", names, problems, "match") or set()
+    return under.__contains__
 
 
 def _targeting(skel: Skeleton, names, targets, layers, problems):
@@ -188,16 +197,16 @@ def _targeting(skel: Skeleton, names, targets, layers, problems):
         chosen = [m.name for m in skel.modules if m.kind in (LINEAR, CONV1D) and m.name != skel.output_name]
         return _names_matcher(chosen), [], True
     if isinstance(targets, str):
-        rx = _compile(targets, "target_modules", problems)
-        if rx is None:
+        hits = _hits("target_modules", targets, targets, names, problems)
+        if hits is None:
             return (lambda name: False), [], False
-        if not any(rx.fullmatch(n) for n in names):
+        if not hits:
             shorts = _shorts(skel)
             hint = (f"; write [{targets}] to match by name" if targets in shorts
                     else f"{did_you_mean(targets, shorts)}; {_listing(skel)}")
             problems.append(f"lora.target_modules: {show(targets)} matches no module of this model: one string is a "
                             f"regular expression on the full name (e.g. {_example(skel)}){hint}")
-        return (lambda name: rx.fullmatch(name) is not None), [], False
+        return hits.__contains__, [], False
     for entry in targets:
         if not any(map(_names_matcher([entry]), names)):
             problems.append(f"lora.target_modules: {show(entry)} matches no module of this model"
@@ -208,7 +217,7 @@ def _targeting(skel: Skeleton, names, targets, layers, problems):
 def _check_layers(skel: Skeleton, names, layers, layers_pattern, layer_of, problems) -> None:
     if layers_pattern:
         for p in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
-            if not any(_layer_index_finder(p)(n) is not None for n in names):
+            if not any(_layer_index_finder(p, names)(n) is not None for n in names):
                 problems.append(f"lora.layers_pattern: {show(p)} names no numbered module list of this model"
                                 f"{did_you_mean(p, _lists(skel))}; it has {', '.join(_lists(skel)) or 'none'}")
     present = sorted({i for i in map(layer_of, names) if i is not None})
@@ -257,15 +266,15 @@ def subtree_params(skel: Skeleton, prefix: str) -> set[int]:
     return inside
 
 
-def _embedding_targeted(skel: Skeleton, targets, all_linear: bool) -> bool:
+def _embedding_targeted(skel: Skeleton, names, targets, all_linear: bool) -> bool:
     """PEFT's save_embedding_layers="auto" test (utils/save_and_load.py): an exact list entry embed_tokens or
     lm_head, or a regular expression matching a module so named."""
     embedding_names = ("embed_tokens", "lm_head")
     if all_linear:
         return False
-    if isinstance(targets, str):
-        rx = re.compile(targets)
-        return any(rx.fullmatch(m.name) for m in skel.modules if m.short in embedding_names)
+    if isinstance(targets, str):   # matched already by _targeting: an answer from the pattern cache
+        hits = _hits("target_modules", targets, targets, names, [])
+        return any(m.name in (hits or ()) for m in skel.modules if m.short in embedding_names)
     return any(e in targets for e in embedding_names)
 
 
