@@ -47,3 +47,21 @@ def test_jobs_started_by_the_manager_are_marked(tmp_path):
     spawn([sys.executable, "-c", f"import os; print(os.environ.get({threads.SERVING!r}))"], log, tmp_path,
           job_env(None)).wait(timeout=60)
     assert log.read_text().strip() == "1"
+
+
+@pytest.mark.parametrize(("serving", "user", "expected"), [
+    ("1", None, "PASSIVE"),      # the app's job: waiting threads sleep, leaving the cores to the page
+    (None, None, None),          # a CLI run: OpenMP's default (spin briefly, then sleep)
+    ("1", "ACTIVE", "ACTIVE"),   # a user's own setting wins
+    (None, "PASSIVE", "PASSIVE"),
+])
+def test_only_the_apps_jobs_make_waiting_threads_sleep(env, serving, user, expected):
+    import os
+
+    env.delenv("OMP_WAIT_POLICY", raising=False)
+    if serving:
+        env.setenv(threads.SERVING, serving)
+    if user:
+        env.setenv("OMP_WAIT_POLICY", user)
+    threads.wait_policy()
+    assert os.environ.get("OMP_WAIT_POLICY") == expected

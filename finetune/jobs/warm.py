@@ -178,7 +178,8 @@ def _run_child(request: dict) -> None:
 def serve() -> None:
     import signal
 
-    # What a job sets for itself before torch loads its OpenMP runtime (finetune/train/job.py main).
+    # Every job forked from here is the app's (FINETUNE_SERVING=1): what it would set for itself before torch
+    # loads its OpenMP runtime (finetune/train/threads.py wait_policy), set here, where torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import importlib

@@ -344,11 +344,7 @@ def main(run_path: str, resume: bool = False) -> int:
     from finetune.train.stopping import Cancelled, Stopper
 
     stopper = Stopper().install()  # first: importing the libraries takes seconds, a cancel may come meanwhile
-    # Before torch loads its OpenMP runtime: threads that wait for work sleep instead of spinning. Spinning
-    # threads fight anything else on the machine (the app serving the page, its browser, another job) and a
-    # CPU run on 2 cores then fell to a tenth of its speed (benchmarks/bench_page_vs_cli.py); a user's own
-    # setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    threads.wait_policy()  # before torch loads its OpenMP runtime
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # typeshed: TextIO; really a TextIOWrapper  # train.log follows the job line by line
     try:

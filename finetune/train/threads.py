@@ -39,3 +39,16 @@ def leave_a_core_to_the_page(devices) -> int | None:
     if "torch" in sys.modules:   # a job forked warm (finetune/jobs/warm.py): torch read the variable already
         sys.modules["torch"].set_num_threads(n)
     return n
+
+
+def wait_policy() -> str | None:
+    """Call before torch loads its OpenMP runtime. In a job the app started, threads that wait for work sleep
+    instead of spinning: spinning threads fight the app serving the page, its browser and other jobs, and a
+    CPU run on 2 cores then fell to a tenth of its speed (benchmarks/bench_page_vs_cli.py). A CLI run has the
+    machine to itself and keeps OpenMP's default, which spins briefly before sleeping: forcing PASSIVE there
+    made a 120-step CPU run 0.63x plain TRL's speed (benchmarks/bench_train_vs_trl.py). A user's own
+    OMP_WAIT_POLICY always wins. Returns the policy set, or None."""
+    if os.environ.get(SERVING) != "1" or "OMP_WAIT_POLICY" in os.environ:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "PASSIVE"
