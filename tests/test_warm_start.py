@@ -5,6 +5,7 @@ process's starts cold."""
 import json
 import os
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -115,3 +116,38 @@ def test_the_switch_turns_it_off(tmp_path, monkeypatch):
         assert not jobs.warm_up() and jobs._warm is None
     finally:
         jobs.shutdown()
+
+
+# Counts, in a fresh interpreter, the calls of torch's CUDA queries made while the warm process's imports run.
+# On this CPU machine no call initialises anything; on a GPU machine any of them would initialise the CUDA
+# driver (or torch's lazy CUDA state) in the process the jobs are forked from, which the children cannot use.
+CUDA_QUERIES = """
+import json, sys, traceback
+import torch, torch.cuda as cuda
+calls = []
+for name in ("is_available", "device_count", "_lazy_init", "init", "get_device_capability",
+             "get_device_properties", "current_device", "is_bf16_supported", "mem_get_info", "set_device"):
+    real = getattr(cuda, name)
+    def spy(*a, _real=real, _name=name, **k):
+        calls.append([_name, traceback.format_stack(limit=4)[0].strip()])
+        return _real(*a, **k)
+    setattr(cuda, name, spy)
+from finetune.jobs.warm import warm_imports
+warm_imports(gpu=sys.argv[1] == "gpu")
+print(json.dumps(calls))
+"""
+
+
+@pytest.mark.parametrize("machine", ["gpu", "cpu"])
+def test_the_warm_imports_on_a_gpu_machine_never_query_cuda(machine):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", CUDA_QUERIES, machine], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert out.returncode == 0, out.stderr[-2000:]
+    calls = json.loads(out.stdout.strip().splitlines()[-1])
+    if machine == "gpu":
+        assert calls == [], calls
+    else:   # the CPU set imports peft, whose bitsandbytes queries CUDA at import: the spy sees it
+        assert any(name in ("is_available", "device_count") for name, _ in calls), calls

@@ -119,12 +119,10 @@ class JobManager:
         """Start the warm process (finetune/jobs/warm.py) that later jobs are forked from; whether it was
         started. Call it once this process has set its environment (Gradio sets a variable when a page is
         built): a job whose environment then differs starts cold. Not with a custom command, not where
-        FINETUNE_WARM_JOBS=0, and only on CPU machines: a library that calls torch.cuda.is_available() at
-        import initialises the CUDA driver, which a forked child cannot use, and no GPU was at hand to
-        prove a way around it."""
-        if self._warm is None and self.command == DEFAULT_COMMAND and not self._gpus \
-                and os.environ.get(WARM_ENABLED, "1") != "0":
-            self._warm = WarmStarter(job_env(None), self.runs_dir / ".warm.log")
+        FINETUNE_WARM_JOBS=0. On a GPU machine the warm process imports only what leaves CUDA untouched
+        (finetune/jobs/warm.py), so each forked job initialises CUDA itself."""
+        if self._warm is None and self.command == DEFAULT_COMMAND and os.environ.get(WARM_ENABLED, "1") != "0":
+            self._warm = WarmStarter(job_env(None), self.runs_dir / ".warm.log", gpu=bool(self._gpus))
         return self._warm is not None
 
     # ----- submitting and reading -----

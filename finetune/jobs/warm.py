@@ -14,9 +14,11 @@ Used only when it is safe, else a job starts as a fresh process (WarmStarter.spa
 - CUDA was not initialised here (a forked child cannot use it then) and no other thread runs here (a lock
   held by one at the fork would stay held in the child);
 - the imports are done (until then, about the first 10 s after the app starts, jobs start cold);
-- the machine has no GPU (finetune/jobs/manager.py): CUDA's driver, initialised by any is_available() call
-  during the imports, does not survive a fork, and a GPU was not at hand to prove a way around it. There,
-  the imports are a smaller share of a job anyway.
+- on a GPU machine, nothing here touches CUDA (a driver initialised before the fork is unusable in the
+  child): torch answers is_available() from NVML here (PYTORCH_NVML_BASED_CUDA_CHECK, fork-safe), and peft
+  and trl are left to the child, because importing bitsandbytes (which peft does) asks each GPU for its
+  compute capability, which initialises CUDA. Each forked job initialises CUDA itself. The GPU case is
+  proved on the CPU by tests/test_warm_start.py, which counts the CUDA queries of these imports.
 FINETUNE_WARM_JOBS=0 turns it off.
 
 Protocol, one JSON object per line: this process writes {"ready": true} once its imports are done (or
@@ -44,18 +46,20 @@ READ_AT_IMPORT = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TORCH", "PYTORCH_", "
 # it to its default when imported, in the app as here.
 NOT_AT_IMPORT = {"CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_CACHE_DIR"}
 MODULES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
+# On a GPU machine: what imports without a CUDA query (peft imports bitsandbytes, which queries each GPU).
+GPU_SAFE_MODULES = ("torch", "transformers", "datasets", "accelerate")
 
 
 class WarmStarter:
     """The app's side: starts the warm process and asks it for jobs."""
 
-    def __init__(self, env: dict, log_file: Path):
+    def __init__(self, env: dict, log_file: Path, gpu: bool = False):
         self.env = dict(env)
         self.ready: bool | None = None   # None: still importing
         self.why = ""
         self.declined = ""   # why the last job had to start cold
         with Path(log_file).open("ab") as log:   # its own errors, if any
-            self.proc = subprocess.Popen([sys.executable, "-c", "from finetune.jobs.warm import serve; serve()"],
+            self.proc = subprocess.Popen([sys.executable, "-c", f"from finetune.jobs.warm import serve; serve(gpu={gpu})"],
                                          env=self.env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                          start_new_session=True)
@@ -175,20 +179,31 @@ def _run_child(request: dict) -> None:
             os._exit(code)
 
 
-def serve() -> None:
-    import signal
+def warm_imports(gpu: bool) -> None:
+    """Import what every job imports, touching CUDA never when `gpu` (see the module's docstring)."""
+    import importlib
 
     # Every job forked from here is the app's (FINETUNE_SERVING=1): what it would set for itself before torch
     # loads its OpenMP runtime (finetune/train/threads.py wait_policy), set here, where torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import importlib
-
-        for name in MODULES:
-            importlib.import_module(name)
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401  (lazy modules: load them)
+    if gpu:
+        # Read by torch at each is_available() call: here NVML answers, in the child (whose environment is
+        # the job's) the CUDA runtime does, as in any job.
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+    for name in GPU_SAFE_MODULES if gpu else MODULES:
+        importlib.import_module(name)
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401  (lazy modules: load them)
+    if not gpu:
         from trl import SFTConfig, SFTTrainer  # noqa: F401
+
+
+def serve(gpu: bool = False) -> None:
+    import signal
+
+    try:
+        warm_imports(gpu)
+        import torch
+
         if torch.cuda.is_initialized():
             _say({"ready": False, "why": "CUDA was initialised while importing"})
             return
