@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from finetune.runfile.reporters import ReportTo
+from finetune.runfile.reporters import ReportTo, installed
 from finetune.runfile.validators import Choice, DictOf, Flag, Int, Invalid, Num, OrNull, Str, show
 
 
@@ -44,6 +44,18 @@ class _Scalars:
         return value
 
 
+class _Liger(Flag):
+    """use_liger_kernel: true needs the liger-kernel package. Without it the flag passed every check and the
+    job failed with a traceback at its first step, after the model had loaded."""
+
+    def __call__(self, value):
+        value = super().__call__(value)
+        if value and not installed("liger_kernel"):
+            raise Invalid("needs the liger-kernel package, which is not installed here (pip install liger-kernel "
+                          "on a machine with a GPU: its kernels are Triton's)")
+        return value
+
+
 EVERY = Choice("no", "steps", "epoch")
 
 # key -> its check: called with the value, returns it or raises Invalid
@@ -63,7 +75,7 @@ ALLOWED: dict[str, Callable[[Any], Any]] = {
     # precision and speed
     "bf16": OrNull(Flag()), "fp16": OrNull(Flag()), "tf32": OrNull(Flag()), "torch_compile": Flag(),
     "torch_compile_mode": OrNull(Choice("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
-    "use_liger_kernel": Flag(), "activation_offloading": Flag(), "auto_find_batch_size": Flag(),
+    "use_liger_kernel": _Liger(), "activation_offloading": Flag(), "auto_find_batch_size": Flag(),
     "torch_empty_cache_steps": OrNull(Int(ge=1, le=10_000_000)), "average_tokens_across_devices": Flag(),
     "gradient_checkpointing_kwargs": OrNull(DictOf(Flag())), "activation_checkpointing_kwargs": OrNull(DictOf(Flag())),
     # evaluation, logging, saving (all inside the run folder)

@@ -84,3 +84,20 @@ def test_the_cli_refuses_a_pushing_run_file_before_loading_anything(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert [line.split(":")[1] for line in out.stderr.strip().splitlines()] == [" training.push_to_hub",
                                                                                " training.hub_model_id"]
+
+
+def test_liger_kernels_without_their_package_are_one_line_before_anything_loads():
+    """use_liger_kernel: true passed every check and failed with a traceback at the first step when the
+    liger-kernel package was missing (issue 19)."""
+    import importlib.util
+
+    from finetune.errors import RunFileError
+    from finetune.runfile import parse_run
+
+    if importlib.util.find_spec("liger_kernel") is not None:
+        pytest.skip("liger-kernel is installed here")
+    with pytest.raises(RunFileError) as info:
+        parse_run("training: {use_liger_kernel: true}")
+    assert info.value.problems == [info.value.problems[0]]
+    assert info.value.problems[0].startswith("training.use_liger_kernel: needs the liger-kernel package")
+    parse_run("training: {use_liger_kernel: false}")
