@@ -119,10 +119,23 @@ def run_progress(status: dict) -> str:
         parts.append(f"{duration(status['elapsed_s'])} elapsed")
     if status.get("losses"):
         parts.append(f"last loss {status['losses'][-1][1]:.4f}")
+    if status.get("stopped_early"):
+        parts.append(stopped_early(status["stopped_early"]))
     line = " · ".join(parts)
     if status.get("error"):
         line += f"\n\n{html.escape(str(status['error']))}"
     return line
+
+
+def stopped_early(stop: dict) -> str:
+    """The progress line's note on an early stop (status.json's stopped_early, checked by jobs/report.py). A
+    note rather than a mark on the chart: an extra series there would change its colour scale
+    (finetune/ui/plots.py, point 1)."""
+    metric = html.escape(stop.get("metric") or "eval_loss")
+    best = f"best {metric} at step {stop['best_step']:,}" if stop.get("best_step") is not None else ""
+    if best and stop.get("best_metric") is not None:
+        best += f" ({stop['best_metric']:.4f})"
+    return f"**stopped early** at step {stop['step']:,}" + (f", {best}" if best else "")
 
 
 def run_label(summary: dict) -> str:
