@@ -17,7 +17,7 @@ import gradio as gr
 from finetune import space
 from finetune.data.registry import FORMATS
 from finetune.runfile import DEMO, SECTIONS, field_help
-from finetune.ui import access, devices, memory_view, playground, plots
+from finetune.ui import access, devices, memory_view, playground, plots, samples_view
 from finetune.ui.runs import RUNS_COLUMNS
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
@@ -276,6 +276,7 @@ def runs_section(ui: SimpleNamespace) -> None:
     ui.lr_plot = gr.LinePlot(plots.lr_frame(None), x="step", y="learning_rate", x_axis_format=plots.X_FORMAT,
                              title="Learning rate", x_title="step", y_title="learning rate", height=220,
                              visible=False, elem_id="lr-plot")
+    vars(ui).update(samples_view.build())   # the selected run's answers, prompt by prompt (ui/samples_view.py)
     ui.log = gr.Textbox(label="Log (tail)", lines=8, max_lines=16, interactive=False, autoscroll=True,
                         elem_id="run-log")
 

@@ -19,7 +19,7 @@ import gradio as gr
 from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun, history
 from finetune.train.runfolder import FINAL_STATES, RunFolder
-from finetune.ui import access, plots, render
+from finetune.ui import access, plots, render, samples_view
 from finetune.ui.downloads import handout
 from finetune.ui.guard import user_error, user_error_from
 from finetune.ui.panel import form_run
@@ -136,7 +136,7 @@ def wire_live(ui, jobs) -> None:
             text = "No run yet: configure one above and press **Launch training**."
             return {"key": ["none"], "data_key": ["none"], "curves": None,
                     "settings": plots.loss_settings(None, 0, False), "progress": text, "log": "",
-                    "state": None, "resumable": False, "adapter": None, "stopping": False}
+                    "state": None, "resumable": False, "adapter": None, "stopping": False, "samples": []}
         try:
             status = access.visitor_status(jobs.status(run_id), username(profile))
             log = access.visitor_log(log_tail(jobs, run_id), username(profile))
@@ -151,8 +151,10 @@ def wire_live(ui, jobs) -> None:
         last = curves["train"][-1][0] if curves["train"] else 0
         progress = render.run_progress(status)
         data_key = [run_id, state, len(curves["train"]), len(curves["eval"]), curves["train"][-1:]]
-        key = [*data_key, progress, status.get("stopping"), len(log), log[-80:], resumable]
+        samples = status.get("samples") or []   # none for a visitor who may not launch (access.visitor_status)
+        key = [*data_key, progress, status.get("stopping"), len(log), log[-80:], resumable, samples_view.key(samples)]
         return {"key": key, "data_key": data_key, "curves": curves, "state": state, "resumable": resumable,
+                "samples": samples,
                 "log": log, "stopping": bool(status.get("stopping")),
                 "settings": plots.loss_settings(status.get("max_steps"), last, bool(eval_size) or
                                                 bool(curves["eval"])),
@@ -179,6 +181,7 @@ def wire_live(ui, jobs) -> None:
         out: dict = {}
         if panel["data_key"] != seen.get("data_key") or resend:
             out = {ui.loss_plot: plots.loss_frame(panel["curves"]), ui.lr_plot: plots.lr_frame(panel["curves"])}
+        out.update(samples_view.updates(ui, panel["samples"], seen))   # only when the answers changed
         active = panel["state"] in ACTIVE
         seen.update(key=panel["key"], data_key=panel["data_key"], resend=max(0, resend - 1))
         return {**out, ui.progress: panel["progress"], ui.log: panel["log"],
@@ -186,7 +189,8 @@ def wire_live(ui, jobs) -> None:
                 ui.resume: gr.Button(visible=panel["resumable"]),
                 ui.adapter: adapter_button(panel["adapter"], run_id, seen), ui.seen: seen}
 
-    watch_outputs = [ui.loss_plot, ui.lr_plot, ui.progress, ui.log, ui.cancel, ui.resume, ui.adapter, ui.seen]
+    watch_outputs = [ui.loss_plot, ui.lr_plot, ui.progress, ui.log, ui.cancel, ui.resume, ui.adapter, ui.seen,
+                     ui.samples]
     ui.timer.tick(view, [ui.run_select, ui.seen], watch_outputs, trigger_mode="always_last", **FAST)
     ui.run_select.change(view, [ui.run_select, ui.seen], watch_outputs, **FAST)
     ui.show_lr.change(lambda on: gr.LinePlot(visible=bool(on)), ui.show_lr, ui.lr_plot, **FAST)
