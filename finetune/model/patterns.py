@@ -9,7 +9,9 @@ later runs on the same names: what passes here, PEFT matches in about the same t
 
 A pool of helpers serves concurrent counts, so one hostile pattern delays only its own request; answers are
 cached per (pattern, names), so the live count asks a helper once per new pattern, and a refused pattern
-sent again is refused at once; identical requests in flight share one match.
+sent again is refused at once; identical requests in flight share one match. A pattern that provably
+cannot backtrack much (finetune.model.pattern_cost: `.*\\.(q_proj|v_proj)` and the like) is matched here,
+with no helper: it never waits behind others' patterns in a flood.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextvars
 import hashlib
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from finetune.errors import RunFileError
+from finetune.model.pattern_cost import cheap
 from finetune.runfile.validators import show
 
 # A pattern may take this much CPU time to compile and match one model's names. An ordinary pattern takes
@@ -45,6 +49,7 @@ WALL_S = 3.0
 MAX_HELPERS = 4     # helpers at once: concurrent new patterns beyond this wait for one (each frees in ~LIMIT_S)
 KEEP_IDLE = 2       # helpers kept between requests (each ~10 MB); the others exit when done
 CACHE_SIZE = 1024   # answers kept, least recently used dropped first
+RETRY_S = 60.0      # a pattern stopped by the wall clock (not by its own CPU time) is tried again after this
 
 HELPER = Path(__file__).with_name("pattern_helper.py")
 
@@ -62,6 +67,12 @@ def find(field: str, shown: str, regex: str, names: Sequence[str], how: str = "f
     """Per name: `re.<how>(regex, name) is not None`, or with `group`, that named group's text (None where the
     regex does not match). `field` and `shown` (what the user wrote) name the problem in a refusal.
     Raises Invalid or TooCostly, each with one line."""
+    if cheap(regex, names):
+        with contextlib.suppress(re.error):   # parsed but not compiled: the helper words the error
+            test = getattr(re.compile(regex), how)
+            if group is None:
+                return [test(name) is not None for name in names]
+            return [m.group(group) if (m := test(name)) else None for name in names]
     request = {"regex": regex, "how": how, "group": group, "names": list(names)}
     # The cache keeps a digest, not the request: a pattern can be as long as a run file (1 MB).
     key = hashlib.blake2b(json.dumps(request).encode(), digest_size=16).digest()
@@ -125,9 +136,10 @@ def _answer(key: bytes, request: dict, limit: float) -> dict:
     state = _state
     while True:
         with state.lock:
-            if key in state.cache:
+            kept = state.cache.get(key)
+            if kept is not None and kept.get("until", float("inf")) > time.monotonic():
                 state.cache.move_to_end(key)
-                return state.cache[key]
+                return kept
             waiting = state.pending.get(key)
             if waiting is None:
                 done = state.pending[key] = threading.Event()
@@ -136,9 +148,12 @@ def _answer(key: bytes, request: dict, limit: float) -> dict:
         waiting.wait(WALL_S)   # the same pattern on the same names is being matched: its answer serves both
     try:
         answer = _ask({**request, "limit": limit})
-        # Kept: the pattern's own verdicts. Not kept: "busy", "slow" under a smaller limit than LIMIT_S (the run's
-        # budget) or stopped by the wall clock (a busy machine): they say nothing about the pattern alone.
-        if "busy" not in answer and not ("slow" in answer and (limit < LIMIT_S or "wall" in answer)):
+        # Kept: the pattern's own verdicts, and for RETRY_S one stopped by the wall clock (a busy machine: a
+        # flood of one pattern must not cost WALL_S a call). Not kept: "busy", and "slow" under a smaller
+        # limit than LIMIT_S (the run's budget): they say nothing about the pattern alone.
+        if "wall" in answer:
+            answer["until"] = time.monotonic() + RETRY_S
+        if "busy" not in answer and not ("slow" in answer and limit < LIMIT_S):
             with state.lock:
                 state.cache[key] = answer
                 while len(state.cache) > CACHE_SIZE:

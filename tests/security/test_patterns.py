@@ -184,6 +184,31 @@ def test_ordinary_patterns_in_every_field_count_as_their_lists_do():
     assert layers.modules["q_proj"]["layers"] == 1 and layers.modules["lm_head"]["full"]
 
 
+@pytest.mark.parametrize("regex", [*HOSTILE.values(), "(a|a)" * 30 + "b", ".*" * 5 + "Z", r"(\w|\.)*Z",
+                                   r"(.*\.)?((.|.)*Z)$", r"(a)\1", r"(?=.*)+x", "(?(1)a|b)"])
+def test_no_hostile_pattern_is_deemed_cheap_enough_to_match_in_process(regex):
+    from finetune.model.architecture import inspect_model
+    from finetune.model.pattern_cost import cheap
+
+    assert not cheap(regex, tuple(m.name for m in inspect_model("demo").modules))
+
+
+def test_the_patterns_users_type_are_matched_in_process_in_under_10_ms():
+    from finetune.model.architecture import inspect_model
+    from finetune.model.pattern_cost import cheap
+
+    names = tuple(m.name for m in inspect_model("demo").modules)
+    for regex in [r".*\.(q_proj|v_proj)", r"model.layers.\d+.self_attn.(q|k|v)_proj", "lm_head", r"(.*\.)?(q_proj)$"]:
+        assert cheap(regex, names), regex
+    import re
+
+    for regex in PLAIN:   # the bound is an upper bound: what it lets through is fast in fact
+        if cheap(regex, names):
+            started = time.perf_counter()
+            [re.fullmatch(regex, n) for n in names]
+            assert time.perf_counter() - started < 0.01
+
+
 THREADS = """
 import json, sys, threading, time
 from finetune.model.count import count_run
