@@ -7,6 +7,10 @@ second copy of the model. DoRA adapters cannot be mixed in a batch (PEFT refuses
 the other, the base first (under `disable_adapter()`).
 
 Greedy decoding by default (temperature 0), so an answer is reproducible; temperature > 0 samples, with top_p.
+
+What one call may cost is bounded before any work starts (check_prompt, then check_context once the prompt
+is tokenized) and while it runs (a deadline, checked after every token): a 1 MB prompt once held the worker
+at 100% CPU and 3 GB for more than 13 minutes, and every prompt after it waited.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ if TYPE_CHECKING:
 
 BASE, ADAPTER = "base", "adapter"
 LIMITS = {"max_new_tokens": Int(ge=1, le=2048), "temperature": Num(ge=0, le=5), "top_p": Num(gt=0, le=1)}
+# A playground prompt, not a document: about 12,000 tokens of English. Checked on the length alone, before
+# tokenizing, which is itself the cost to bound: the demo's tokenizer took 1.3 s for 1 MB (600,000 tokens),
+# 55 ms for 50,000 characters.
+MAX_PROMPT_CHARS = 50_000
+TIME_LIMIT_S = 60.0   # a generation stops after this long (the model's loading not counted), and says so
+# Where transformers configs keep the longest sequence the model was built for (GPT-2: n_positions).
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
 @dataclass
@@ -112,6 +123,43 @@ def stop_ids(model, tokenizer) -> list[int]:
     return sorted({i for i in ids if isinstance(i, int)})
 
 
+def check_prompt(prompt) -> str:
+    """One prompt, as text, short enough to tokenize at once; else one line naming `prompt`."""
+    if isinstance(prompt, (list, tuple)):
+        raise RunFileError(f"prompt: one prompt per call, as text, got a list of {len(prompt)}")
+    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+        raise RunFileError("prompt: must be some text, got nothing")
+    if not isinstance(prompt, str):
+        raise RunFileError(f"prompt: must be text, got {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise RunFileError(f"prompt: {len(prompt):,} characters is more than a prompt may have "
+                           f"({MAX_PROMPT_CHARS:,})")
+    return prompt
+
+
+def context_length(model) -> int | None:
+    """The longest sequence (prompt + answer) the model was built for, from its config; None if it says not."""
+    config = model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in CONTEXT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(prompt_tokens: int, max_new_tokens: int, context: int | None) -> None:
+    """Prompt + answer must fit the model's context: past it a model without a hard limit (RoPE) goes on at
+    a quadratic cost in time and memory, and answers nonsense. One line naming the field to change."""
+    if context is None or prompt_tokens + max_new_tokens <= context:
+        return
+    where = f"the model's context of {context:,} tokens (max_position_embeddings)"
+    if prompt_tokens >= context:
+        raise RunFileError(f"prompt: {prompt_tokens:,} tokens do not fit {where}")
+    raise RunFileError(f"max_new_tokens: {max_new_tokens:,} more tokens do not fit {where} after the prompt's "
+                       f"{prompt_tokens:,}; at most {context - prompt_tokens:,}")
+
+
 def prompt_ids(tokenizer, prompt: str):
     """The prompt as the model expects it: one user turn of the chat template when the tokenizer has one (with
     the assistant's turn opened), the plain text otherwise. Shape [1, length]."""
@@ -158,28 +206,41 @@ class _Rows:
         return {side: len(tokens) for side, tokens in zip(self.sides, self.tokens, strict=True)}
 
 
-def stream(loaded: Loaded, prompt: str, settings: GenSettings, compare: bool, on_text, stop_event=None) -> dict:
+def stream(loaded: Loaded, prompt: str, settings: GenSettings, compare: bool, on_text, stop_event=None,
+           time_limit: float | None = None) -> dict:
     """Generate, calling on_text(side, text_so_far, previous_text) as each answer grows; returns
-    {"answers": {side: text}, "tokens": {side: n}, "seconds": s, "first_token_s": s}. `stop_event` (a
-    threading.Event) ends the generation early when set."""
+    {"answers": {side: text}, "tokens": {side: n}, "seconds": s, "first_token_s": s, "stopped": why}.
+    `stop_event` (a threading.Event) ends the generation early when set; `time_limit` (seconds from now)
+    ends it at that time. Either way what it has said is its answer, and "stopped" says which ("stop" or
+    "time limit"; None when the answers ended by themselves)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise RunFileError("prompt: must be some text, got nothing")
     model, tokenizer = loaded.model, loaded.tokenizer
-    ids = prompt_ids(tokenizer, prompt).to(loaded.device)
+    ids = prompt_ids(tokenizer, check_prompt(prompt))
+    check_context(ids.shape[1], settings.max_new_tokens, context_length(model))
+    ids = ids.to(loaded.device)
     first: dict[str, float] = {}   # "at": seconds to the first text
     started = time.perf_counter()
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    stopped: list[str] = []        # why it ended early, once known
 
     def timed(side, text, before):
         first.setdefault("at", time.perf_counter() - started)
         on_text(side, text, before)
 
+    def ended() -> bool:
+        if not stopped and stop_event is not None and stop_event.is_set():
+            stopped.append("stop")
+        if not stopped and deadline is not None and time.monotonic() >= deadline:
+            stopped.append("time limit")
+        return bool(stopped)
+
     class Stop(StoppingCriteria):
+        """Asked after every token: one token is as late as a stop or a deadline is noticed."""
+
         def __call__(self, input_ids, scores, **kwargs):
-            flag = bool(stop_event is not None and stop_event.is_set())
-            return torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
+            return torch.full((input_ids.shape[0],), ended(), dtype=torch.bool, device=input_ids.device)
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else loaded.stop_ids[0]
     options = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=loaded.stop_ids, pad_token_id=pad,
@@ -208,10 +269,13 @@ def stream(loaded: Loaded, prompt: str, settings: GenSettings, compare: bool, on
     else:
         with model.disable_adapter():
             run([BASE], ids)
-        if not (stop_event is not None and stop_event.is_set()):
+        if not ended():
             run([ADAPTER], ids)
+        else:
+            answers[ADAPTER], tokens[ADAPTER] = "", 0
     return {"answers": answers, "tokens": tokens, "seconds": round(time.perf_counter() - started, 3),
-            "first_token_s": round(first["at"], 3) if "at" in first else None}
+            "first_token_s": round(first["at"], 3) if "at" in first else None,
+            "stopped": stopped[0] if stopped else None}
 
 
 def answer(loaded: Loaded, prompt: str, settings: GenSettings, compare: bool = False) -> dict:

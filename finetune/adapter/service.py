@@ -1,27 +1,34 @@
 """The app's side of the playground: one generation worker process (finetune.adapter.worker), started on a
 slot of the job manager and given back when it goes idle.
 
-    Playground(jobs, idle_timeout=300, use_slots=None, log_file=None)
+    Playground(jobs, idle_timeout=300, use_slots=None, log_file=None, time_limit=None)
         use_slots: take a job-manager slot for the worker (its GPU); default: when this machine has a GPU.
         Without one there is no GPU memory to share, so the worker runs beside the training jobs.
+        time_limit: seconds a generation may run (default FINETUNE_GENERATE_TIME_LIMIT, else 60), and the
+        longest a request waits for its turn.
     .generate(run_dir, prompt, settings, compare=True) -> iterator of events:
         {"event": "waiting", "message"}          no free slot, or another generation is running
         {"event": "loading", "label"}            the model is loading (the first prompt, or a new run)
         {"event": "text", "answers": {...}}      the answers so far (every side the request asked for)
-        {"event": "done", "answers", "tokens", "seconds", "first_token_s"}
+        {"event": "tick"}                        nothing new for a second (a caller's chance to notice it left)
+        {"event": "done", "answers", "tokens", "seconds", "first_token_s", "stopped", "time_limit_s"}
         RunFileError is raised with the worker's one-line message when it refuses or fails.
     .close()                                      stop the worker and give its slot back
 
 One generation runs at a time (a second request waits, and says so). The worker keeps its model while
 prompts keep coming; it exits after idle_timeout s without one, and at once when a training run is
 queued for its slot (a run waits for a playground no longer than a prompt takes).
+
+No request holds the next one up for longer than the time limit: a generation stops at it (the worker
+checks after every token, and its answer says so); a worker that has not stopped GRACE_S later is killed;
+a request whose caller left (the iterator closed: a closed page, a cancelled Gradio event) is told to stop
+at once; and a request that waited the whole limit for its turn is refused instead of waiting on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import queue
 import subprocess
@@ -30,43 +37,17 @@ import threading
 import time
 from pathlib import Path
 
-from finetune.adapter.generate import GenSettings
+from finetune.adapter.generate import TIME_LIMIT_S, GenSettings, check_prompt
+from finetune.adapter.worker_process import WorkerProcess
 from finetune.errors import RunFileError
 from finetune.jobs.process import PACKAGE_ROOT, detect_gpus
 
 HOLDER = "playground"
 WAIT_POLL_S = 0.5
-
-
-class _Process:
-    """A running worker: its Popen, the lines it printed (parsed, in a queue: a reader thread always drains
-    its stdout), and the slot it holds."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], slot):
-        assert proc.stdin is not None and proc.stdout is not None, "_spawn starts the worker with both pipes"
-        self.proc, self.slot, self.stdin, self.stdout = proc, slot, proc.stdin, proc.stdout
-        self.events: queue.Queue[dict] = queue.Queue()
-        self.busy = False
-        threading.Thread(target=self._read, name="playground-reader", daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                continue
-        self.events.put({"event": "exit"})
-
-    def send(self, **request) -> bool:
-        try:
-            self.stdin.write((json.dumps(request) + "\n").encode())
-            self.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError, ValueError):
-            return False
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+GRACE_S = 5.0   # a worker that has not stopped this long after its time limit, or after a stop, is killed
+# With nothing new from the worker, the caller still gets an event this often: Gradio notices that a caller
+# left (and closes its generator, which stops the worker) only when the generator yields.
+TICK_S = 1.0
 
 
 class _ExitedIdle(Exception):
@@ -75,12 +56,16 @@ class _ExitedIdle(Exception):
 
 class Playground:
     def __init__(self, jobs=None, idle_timeout: float = 300.0, use_slots: bool | None = None, log_file=None,
-                 python: str = sys.executable):
+                 python: str = sys.executable, time_limit: float | None = None):
+        from finetune.adapter.worker import time_limit as checked_limit
+
         self.jobs, self.idle_timeout, self.python = jobs, idle_timeout, python
+        self.time_limit = checked_limit(time_limit if time_limit is not None else
+                                        os.environ.get("FINETUNE_GENERATE_TIME_LIMIT", TIME_LIMIT_S))
         self.use_slots = (bool(detect_gpus()) if use_slots is None else use_slots) and jobs is not None
         runs_dir = getattr(jobs, "runs_dir", None)
         self.log_file = Path(log_file) if log_file else (Path(runs_dir) / ".playground.log" if runs_dir else None)
-        self._worker: _Process | None = None
+        self._worker: WorkerProcess | None = None
         self._lock = threading.Lock()        # one generation at a time
         self._state = threading.Lock()       # guards _worker
         self._ids = itertools.count(1)
@@ -90,20 +75,31 @@ class Playground:
     # ----- generating -----
 
     def generate(self, run_dir, prompt: str, settings: GenSettings | None = None, compare: bool = True):
+        check_prompt(prompt)   # a 1 MB prompt is refused here, in microseconds, before it waits for anything
         settings = settings or GenSettings()
+        give_up = time.monotonic() + self.time_limit
         while not self._lock.acquire(timeout=WAIT_POLL_S):
+            if time.monotonic() >= give_up:
+                raise RunFileError(f"busy: the generations before this one took its whole time limit of "
+                                   f"{self.time_limit:g} s; try again in a moment")
             yield {"event": "waiting", "message": "another generation is running; yours starts when it ends"}
         try:
-            yield from self._generate(str(run_dir), prompt, settings, compare)
+            yield from self._generate(str(run_dir), prompt, settings, bool(compare), give_up)
         finally:
             self._lock.release()
 
-    def _generate(self, run_dir: str, prompt: str, settings: GenSettings, compare: bool):
-        for _ in range(2):
+    def _generate(self, run_dir: str, prompt: str, settings: GenSettings, compare: bool, give_up: float):
+        for _ in range(3):
             worker = None
             while worker is None:
                 worker = self._ensure_worker()
+                if worker is not None and not worker.settle(GRACE_S):
+                    worker = None   # it did not end an abandoned request in time: killed, a new one comes
+                    continue
                 if worker is None:
+                    if time.monotonic() >= give_up:
+                        raise RunFileError(f"busy: {self._waiting_message()}, for longer than this request's time "
+                                           f"limit of {self.time_limit:g} s; try again later")
                     yield {"event": "waiting", "message": self._waiting_message()}
                     time.sleep(WAIT_POLL_S)
             try:
@@ -114,22 +110,33 @@ class Playground:
                 continue
         raise RunFileError(self._died())
 
-    def _request(self, worker: _Process, run_dir: str, prompt: str, settings: GenSettings, compare: bool):
+    def _request(self, worker: WorkerProcess, run_dir: str, prompt: str, settings: GenSettings, compare: bool):
         rid = str(next(self._ids))
         heard = False
         sides = ["base", "adapter"] if compare else ["adapter"]
         answers = dict.fromkeys(sides, "")
         worker.busy = True
         finished = False
+        clock: float | None = time.monotonic()   # when its time began; None while its model loads
         try:
             if not worker.send(op="generate", id=rid, run_dir=run_dir, prompt=prompt, compare=compare,
-                               settings=vars(settings)):
+                               settings=vars(settings), time_limit_s=self.time_limit):
                 finished = True
                 if worker.proc.wait() == 0:
                     raise _ExitedIdle()
                 raise RunFileError(self._died())
             while True:
-                batch = [worker.events.get()]
+                if clock is not None and time.monotonic() > clock + self.time_limit + GRACE_S:
+                    finished = True
+                    worker.kill()
+                    raise RunFileError(f"the generation ran past its time limit of {self.time_limit:g} s and did "
+                                       "not stop, so its worker was ended; the next prompt starts a new one")
+                try:
+                    batch = [worker.events.get(timeout=TICK_S)]
+                except queue.Empty:
+                    if heard:
+                        yield {"event": "tick"}
+                    continue
                 while True:   # everything already printed: one update for the page, not one per token
                     try:
                         batch.append(worker.events.get_nowait())
@@ -147,7 +154,10 @@ class Playground:
                         continue   # the end of an earlier, abandoned request
                     heard = True
                     if kind == "loading":
+                        clock = None
                         yield {"event": "loading", "label": event.get("label")}
+                    elif kind == "loaded":
+                        clock = time.monotonic()
                     elif kind == "text":
                         side = event["side"]
                         answers[side] = event["text"] if "text" in event else answers[side] + event.get("delta", "")
@@ -163,22 +173,12 @@ class Playground:
                     yield {"event": "text", "answers": dict(answers)}
         finally:
             if not finished and worker.alive():
-                # The caller went away mid-answer (a closed page): stop the worker and wait for its end,
-                # so the next request does not read this one's tail.
+                # The caller went away mid-answer (a closed page, a cancelled event): stop the worker now. The
+                # next request waits for its end (WorkerProcess.settle), not this one: Gradio closes an abandoned
+                # generator on its event loop, which must not wait here.
                 worker.send(op="stop")
-                self._drain(worker, rid)
+                worker.abandoned = rid
             worker.busy = False
-
-    @staticmethod
-    def _drain(worker: _Process, rid: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                event = worker.events.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                return
-            if event.get("event") == "exit" or (event.get("id") == rid and event.get("event") in ("done", "error")):
-                return
 
     def _died(self) -> str:
         where = f"; see {self.log_file}" if self.log_file else ""
@@ -186,7 +186,7 @@ class Playground:
 
     # ----- the worker process and its slot -----
 
-    def _ensure_worker(self) -> _Process | None:
+    def _ensure_worker(self) -> WorkerProcess | None:
         """The running worker, or a new one on a free slot; None while no slot is free."""
         with self._state:
             if self._worker is not None and self._worker.alive():
@@ -199,7 +199,7 @@ class Playground:
                     return None
             gpu = lease[1] if lease else None
             try:
-                self._worker = _Process(self._spawn(gpu), lease)
+                self._worker = WorkerProcess(self._spawn(gpu), lease)
             except OSError:
                 if lease:
                     self.jobs.release_slot(HOLDER)

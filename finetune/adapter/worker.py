@@ -5,14 +5,15 @@ It keeps the last model it loaded between prompts and exits after --idle-timeout
 or when its stdin closes (the app is gone). It speaks JSON, one object per line:
 
     stdin   {"op": "generate", "id", "run_dir", "prompt", "settings": {max_new_tokens, temperature, top_p},
-             "compare": bool}
+             "compare": bool, "time_limit_s": s}   the generation stops after s seconds (loading not counted)
             {"op": "stop"}     end the current generation early (what it has so far is its answer)
             {"op": "quit"}
     stdout  {"event": "ready", "pid"}
             {"id", "event": "loading", "label"} / {"id", "event": "loaded", "seconds"}
             {"id", "event": "text", "side": "base"|"adapter", "delta"}  the answer grew by `delta`
             {"id", "event": "text", "side", "text"}                     the answer is now `text` (a re-decode)
-            {"id", "event": "done", "answers", "tokens", "seconds", "first_token_s"}
+            {"id", "event": "done", "answers", "tokens", "seconds", "first_token_s", "stopped", "time_limit_s"}
+                                    stopped: "stop", "time limit", or null when the answers ended by themselves
             {"id", "event": "error", "error"}                           one line for the user
 stderr is the worker's log (the caller points it at a file).
 """
@@ -102,11 +103,13 @@ class Worker:
 
     def generate(self, request: dict, lines: Lines) -> bool:
         """Serve one request, watching stdin for a stop; returns False when stdin closed meanwhile."""
-        from finetune.adapter.generate import GenSettings, run_in_thread, stream
+        from finetune.adapter.generate import TIME_LIMIT_S, GenSettings, check_prompt, run_in_thread, stream
 
         rid = str(request.get("id", ""))
         try:
             settings = GenSettings.checked(**(request.get("settings") or {}))
+            limit = time_limit(request.get("time_limit_s", TIME_LIMIT_S))
+            check_prompt(request.get("prompt"))   # before a model is loaded for it
             loaded = self.model_for(rid, request.get("run_dir", ""))
         except RunFileError as exc:
             self.send(id=rid, event="error", error="\n".join(exc.problems))
@@ -124,7 +127,7 @@ class Worker:
 
         stop = threading.Event()
         thread, box = run_in_thread(stream, loaded, request.get("prompt", ""), settings,
-                                    bool(request.get("compare")), on_text, stop)
+                                    request.get("compare") is True, on_text, stop, limit)
         alive = True
         while thread.is_alive():
             line = lines.next(0.05)
@@ -147,7 +150,7 @@ class Worker:
                 f"{type(error).__name__}: {one_line(error)}"
             self.send(id=rid, event="error", error=message)
         else:
-            self.send(id=rid, event="done", **box["result"])
+            self.send(id=rid, event="done", time_limit_s=limit, **box["result"])
         return alive
 
     def serve(self, fd: int, idle_timeout: float) -> int:
@@ -166,6 +169,16 @@ class Worker:
                 return 0
             if op == "generate" and not self.generate(request, lines):
                 return 0
+
+
+def time_limit(value) -> float:
+    """A request's time limit in seconds: a number > 0, at most an hour."""
+    from finetune.runfile.validators import Invalid, Num
+
+    try:
+        return float(Num(gt=0, le=3600)(value))
+    except Invalid as exc:
+        raise RunFileError(f"time_limit_s: {exc}") from None
 
 
 def parse(line: bytes) -> dict:

@@ -7,11 +7,12 @@ slot; this module only turns its events into page updates. `/generate` is the sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import gradio as gr
 
-from finetune.adapter.generate import GenSettings
+from finetune.adapter.generate import MAX_PROMPT_CHARS, GenSettings, check_prompt
 from finetune.adapter.source import checkpoints, find_adapter
 from finetune.errors import RunFileError
 from finetune.ui import access
@@ -34,7 +35,7 @@ def build_section() -> SimpleNamespace:
                             "training.")
         p.refresh = gr.Button("Refresh runs", size="sm", scale=0, min_width=120, elem_id="playground-refresh")
     p.prompt = gr.Textbox(label="Prompt", lines=2, placeholder="Ask what your data teaches, e.g. a question "
-                          "from it", elem_id="playground-prompt",
+                          "from it", elem_id="playground-prompt", max_length=MAX_PROMPT_CHARS,
                           info="Sent as one user turn of the chat template when the tokenizer has one, as plain "
                           "text otherwise.")
     with gr.Row():
@@ -106,12 +107,21 @@ def settings_of(max_new_tokens, temperature, top_p) -> GenSettings:
         return GenSettings.checked(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
 
 
+def checked_prompt(prompt) -> str:
+    """The prompt, or a refusal in one line naming it: the first check, as it costs nothing whatever it holds."""
+    with refusals():
+        return check_prompt(prompt)
+
+
 def describe_done(event: dict) -> str:
     tokens = event.get("tokens") or {}
     seconds = event.get("seconds") or 0
     count = " and ".join(f"{n} tokens ({side})" for side, n in tokens.items())
     first = event.get("first_token_s")
-    return f"Done: {count} in {seconds:.2f} s" + (f", first token after {first:.2f} s" if first is not None else "")
+    text = f"Done: {count} in {seconds:.2f} s" + (f", first token after {first:.2f} s" if first is not None else "")
+    if event.get("stopped") == "time limit":
+        text += f"; stopped at this server's time limit of {event.get('time_limit_s') or 0:g} s"
+    return text
 
 
 def wire_playground(ui, jobs, playground) -> None:
@@ -146,10 +156,11 @@ def wire_playground(ui, jobs, playground) -> None:
     def on_generate(run_id, prompt, compare, max_new_tokens, temperature, top_p,
                     profile: gr.OAuthProfile | None = None):
         require(profile, "try runs in the Playground")   # it spends the GPU, like a launch
-        source = checked_source(jobs, run_id)
-        settings = settings_of(max_new_tokens, temperature, top_p)
         if not (prompt or "").strip():
             raise user_error("type a prompt first")
+        checked_prompt(prompt)
+        source = checked_source(jobs, run_id)
+        settings = settings_of(max_new_tokens, temperature, top_p)
         base_note = "" if compare else "(not compared: tick “Compare with the base model”)"
         yield {p.status: "Starting…", p.answer_base: base_note, p.answer_adapter: ""}
         with refusals():
@@ -159,6 +170,8 @@ def wire_playground(ui, jobs, playground) -> None:
                     yield {p.status: f"⏳ {event['message']}"}
                 elif kind == "loading":
                     yield {p.status: f"Loading the base model and the {event.get('label') or 'adapter'}…"}
+                elif kind == "tick":
+                    yield {p.status: gr.skip()}   # nothing new; Gradio sees here whether the page is still open
                 else:
                     answers = event["answers"]
                     status = describe_done(event) if kind == "done" else "Generating…"
@@ -178,20 +191,27 @@ def wire_playground(ui, jobs, playground) -> None:
 
 
 def register_generate_api(jobs, playground) -> None:
-    """/generate: (run id, prompt, max_new_tokens, temperature) -> {"adapter": ..., "base": ...}."""
+    """/generate: (run id, prompt, max_new_tokens, temperature) -> {"adapter", "base", "stopped"}, streamed as
+    the answers grow (gradio_client's predict() returns the last, complete one). A generator on purpose: Gradio
+    closes it when its caller disconnects or cancels, which stops the generation (adapter/service.py); a plain
+    function would run on for nobody."""
 
     def generate(run_id: str, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
-                 profile: gr.OAuthProfile | None = None) -> dict:
-        """The run's adapter's and its base model's answers to the prompt (greedy when temperature is 0)."""
+                 profile: gr.OAuthProfile | None = None) -> Iterator[dict]:
+        """The run's adapter's and its base model's answers to the prompt (greedy when temperature is 0), as they
+        grow. "stopped" is null when both ended by themselves, "time limit" when the server's limit ended them."""
         require(profile, "try runs in the Playground")   # it spends the GPU, like a launch
-        source = checked_source(jobs, run_id)
+        checked_prompt(prompt)
         settings = settings_of(max_new_tokens, temperature, 1.0)
-        if not (prompt or "").strip():
-            raise user_error("prompt: must be some text, got nothing")
+        source = checked_source(jobs, run_id)
+        answers = {"adapter": "", "base": "", "stopped": None}
         with refusals():
             for event in playground.generate(source.folder.path, prompt, settings, compare=True):
+                answers.update(event.get("answers") or {})
                 if event["event"] == "done":
-                    return {"adapter": event["answers"].get("adapter", ""), "base": event["answers"].get("base", "")}
+                    yield {**answers, "stopped": event.get("stopped")}
+                    return
+                yield dict(answers)   # also while waiting: each yield is where a caller that left is noticed
         raise user_error("the generation ended without an answer")
 
     gr.api(generate, api_name="generate", concurrency_limit=8)
