@@ -2,10 +2,10 @@
 
     generate RUN_FOLDER --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--compare] [--json]
     merge    RUN_FOLDER --out DIR
-    push     RUN_FOLDER --repo-id USER/NAME [--private] [--merged]
+    push     RUN_FOLDER --repo-id USER/NAME [--private] [--merged] [--token TOKEN]
 
-Exit codes as everywhere: 0 done, 2 invalid input (RunFileError, reported by finetune.cli), 1 a push the
-Hub refused or could not receive.
+Exit codes as everywhere: 0 done, 2 invalid input (RunFileError, reported by finetune.cli; on a Space, a push
+without --token or FINETUNE_PUSH_TOKEN), 1 a push the Hub refused or could not receive.
 """
 
 from __future__ import annotations
@@ -52,10 +52,11 @@ def cmd_merge(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from finetune.adapter.hub import push_recorded
+    from finetune.adapter.hub import cli_token, push_recorded
 
-    # token None: huggingface_hub's own choice, HF_TOKEN or the `hf auth login` token of this machine
-    record = push_recorded(args.run_folder, args.repo_id, token=None, private=args.private, merged=args.merged)
+    # None: huggingface_hub's own choice, HF_TOKEN or this machine's `hf auth login` (refused on a Space)
+    token = cli_token(args.token)
+    record = push_recorded(args.run_folder, args.repo_id, token=token, private=args.private, merged=args.merged)
     if record["state"] != "pushed":
         print(f"error: {record.get('error')}", file=sys.stderr)
         return EXIT_FAILED
@@ -86,9 +87,13 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("push", help="upload the adapter (or the merged model) to the Hugging Face Hub with a model "
-                       "card, using your own login (HF_TOKEN or `hf auth login`)")
+                       "card, using your own token (--token, FINETUNE_PUSH_TOKEN, HF_TOKEN or `hf auth login`)")
     p.add_argument("run_folder", metavar="RUN_FOLDER", help=folder_help)
     p.add_argument("--repo-id", required=True, metavar="USER/NAME", help=field_help("hub", "repo_id").split(" when")[0])
     p.add_argument("--private", action="store_true", help=field_help("hub", "private"))
     p.add_argument("--merged", action="store_true", help=field_help("hub", "merged"))
+    p.add_argument("--token", metavar="TOKEN", help="a Hugging Face token that may write to USER (or set "
+                   "FINETUNE_PUSH_TOKEN: a command line is visible to this machine's other processes). Without "
+                   "either, this machine's login (HF_TOKEN or `hf auth login`); on a Space one of the two is "
+                   "required, since the Space's own HF_TOKEN never pushes")
     p.set_defaults(func=cmd_push)

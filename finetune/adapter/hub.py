@@ -4,10 +4,12 @@
 A push uploads, in one commit: the adapter (adapter_config.json, adapter_model.safetensors) or the merged
 model (safetensors), the tokenizer, run.yaml, loss.png and a model card (README.md, finetune.adapter.card).
 
-Whose token: the caller's, always passed in explicitly by the app. The CLI and a local job use the
-machine's own login (HF_TOKEN or `hf auth login`, huggingface_hub's default). On a Space the app pushes
-with the signed-in user's OAuth token; the Space's own HF_TOKEN is never used on another user's behalf, so a
-job on a Space does not push by itself (the app does: finetune.adapter.keeper).
+Whose token: the caller's, always passed in explicitly by the app. The CLI takes `--token` or
+FINETUNE_PUSH_TOKEN, else the machine's own login (HF_TOKEN or `hf auth login`, huggingface_hub's default);
+a local job uses that login. On a Space (SPACE_ID set) that default would be the Space's own HF_TOKEN, which
+never pushes for anyone: the app pushes with the signed-in user's OAuth token (handed to the CLI as
+FINETUNE_PUSH_TOKEN), the CLI refuses to push without an explicit token, and a job does not push by itself
+(the app does: finetune.adapter.keeper).
 
 Each run folder records its last push in push.json: {"repo_id", "state": "waiting|pushing|pushed|failed",
 "url", "error", "at"}.
@@ -26,6 +28,11 @@ from pathlib import Path
 from finetune.adapter.source import AdapterSource, find_adapter
 from finetune.errors import RunFileError
 from finetune.runfile.repo_id import repo_id_problem
+from finetune.space import on_space
+
+TOKEN_VARIABLE = "FINETUNE_PUSH_TOKEN"   # the CLI's token when --token is not given (a command line is public)
+SPACE_TOKEN_REFUSED = (f"--token: on a Hugging Face Space (SPACE_ID is set) a push never falls back to the Space's "
+                       f"own HF_TOKEN; give your own write token with --token or {TOKEN_VARIABLE}")
 
 PUSH_FILE = "push.json"
 # What a checkpoint-N folder holds beside the adapter (optimizer state, RNG...) stays behind.
@@ -38,9 +45,19 @@ class PushError(Exception):
     """The push itself failed (the Hub refused it, the network is down): one line for the user."""
 
 
-def on_space(env=None) -> bool:
+def cli_token(given: str | None, env=None) -> str | None:
+    """The token a CLI push uses: --token, else FINETUNE_PUSH_TOKEN, else None (this machine's own login),
+    which on a Space is refused in one line."""
     env = os.environ if env is None else env
-    return bool(env.get("SPACE_ID"))
+    token = (given or env.get(TOKEN_VARIABLE) or "").strip() or None
+    check_token(token, env)
+    return token
+
+
+def check_token(token: str | None, env=None) -> None:
+    """No token means huggingface_hub's own choice, HF_TOKEN first: on a Space, the Space's token."""
+    if not token and on_space(env):
+        raise RunFileError(SPACE_TOKEN_REFUSED)
 
 
 def stage(source: AdapterSource, folder: Path, repo_id: str, merged: bool) -> str | None:
@@ -67,17 +84,18 @@ def stage(source: AdapterSource, folder: Path, repo_id: str, merged: bool) -> st
 
 
 def push_run(run_dir, repo_id: str, *, token: str | None = None, private: bool = False, merged: bool = False,
-             api=None) -> str:
+             api=None, env=None) -> str:
     """Create `repo_id` if needed (public unless `private`; an existing one keeps its visibility) and
     upload the run in one commit; returns the repository's URL. `api`: an HfApi (a test passes a fake)."""
     problem = repo_id_problem(repo_id)
     if problem:
         raise RunFileError(f"repo_id: {problem}")
+    check_token(token, env)
     source = find_adapter(run_dir)
     if api is None:
         from huggingface_hub import HfApi
 
-        api = HfApi(token=token)   # token None: the machine's own login (never on a Space: see above)
+        api = HfApi(token=token)   # token None: the machine's own login (never on a Space: check_token)
     with tempfile.TemporaryDirectory(prefix="finetune-push-") as tmp:
         staging = Path(tmp)
         stage(source, staging, repo_id, merged)
@@ -130,16 +148,18 @@ def write_push(run_dir, **fields) -> dict:
     return record
 
 
-def push_recorded(run_dir, repo_id: str, *, token: str | None, private: bool, merged: bool, api=None) -> dict:
+def push_recorded(run_dir, repo_id: str, *, token: str | None, private: bool, merged: bool, api=None,
+                  env=None) -> dict:
     """push_run, with its progress and outcome kept in push.json (returned). Bad input (a malformed repo id,
     no adapter) raises RunFileError before anything is recorded; a failed push is recorded, not raised."""
     problem = repo_id_problem(repo_id)
     if problem:
         raise RunFileError(f"repo_id: {problem}")
+    check_token(token, env)
     find_adapter(run_dir)
     write_push(run_dir, repo_id=repo_id, state="pushing", url=None, error=None)
     try:
-        url = push_run(run_dir, repo_id, token=token, private=private, merged=merged, api=api)
+        url = push_run(run_dir, repo_id, token=token, private=private, merged=merged, api=api, env=env)
     except (PushError, RunFileError) as exc:
         return write_push(run_dir, state="failed", error=str(exc).splitlines()[0])
     except Exception as exc:  # a merge that ran out of memory, say: recorded, not raised
@@ -160,12 +180,15 @@ def push_when_done(run_dir, env=None, api=None) -> dict | None:
     if not hub.repo_id:
         return None
     if on_space(env):
-        print(f"hub: {hub.repo_id} is pushed by the app, with the launcher's own sign-in", flush=True)
+        print(f"hub: not pushed by the job on a Space, which holds only the Space's own token: the app pushes "
+              f"{hub.repo_id} with the launcher's sign-in when it launched the run; otherwise push it with "
+              f"`python -m finetune push {source.folder.path} --repo-id {hub.repo_id}` and your own --token",
+              flush=True)
         return None
     print(f"hub: pushing the {'merged model' if hub.merged else 'adapter'} to {hub.repo_id}", flush=True)
     try:
         record = push_recorded(source.folder.path, hub.repo_id, token=None, private=hub.private,
-                               merged=hub.merged, api=api)
+                               merged=hub.merged, api=api, env=env)
     except RunFileError as exc:
         record = write_push(source.folder.path, repo_id=hub.repo_id, state="failed", error=exc.problems[0])
     print(f"hub: {record.get('url') or record.get('error')}", flush=True)

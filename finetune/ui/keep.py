@@ -76,7 +76,7 @@ def run_cli(args: list[str], token: str | None = None, timeout: float = 4 * 3600
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=os.pathsep.join(
         p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p))
     if token:
-        env["HF_TOKEN"] = token
+        env["HF_TOKEN"] = env["FINETUNE_PUSH_TOKEN"] = token   # the latter: the CLI's explicit token on a Space
     elif on_space():
         env.pop("HF_TOKEN", None)   # belt and braces: the Space's token never pushes for a visitor
     out = subprocess.run([sys.executable, "-m", "finetune", *args], cwd=PACKAGE_ROOT, env=env, capture_output=True,
