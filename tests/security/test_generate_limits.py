@@ -194,7 +194,7 @@ def test_over_http_a_disconnected_generate_stops_and_a_1mb_prompt_is_refused(run
         for _ in range(2):
             kind, data, seconds = call(MB_PROMPT, 16)
             print(f"1 MB prompt over HTTP: {kind} in {seconds * 1000:.0f} ms: {data}")
-            assert kind == "error" and "prompt: 1,000,000 characters" in json.dumps(data)
+            assert kind == "error" and "prompt: 1,000,000 characters" in json.dumps(data) and seconds < 5
         kind, data, full = call(STORY, 1000)
         assert kind == "complete" and data[0]["stopped"] is None
         call(STORY, 1000, leave_early=True)   # reads the first words, then disconnects
