@@ -23,7 +23,7 @@ PLAUSIBLE = {
     "sample_packing": True, "output_dir": "./outputs/lora-out", "learning_rate": 1e-4, "num_epochs": 2,
     "micro_batch_size": 4, "gradient_accumulation_steps": 8, "lr_scheduler": "cosine", "warmup_steps": 10,
     "weight_decay": 0.01, "max_grad_norm": 0.5, "optimizer": "adamw_torch", "gradient_checkpointing": True,
-    "logging_steps": 5, "save_steps": 50, "save_total_limit": 3, "eval_steps": 20, "seed": 7, "max_steps": 100,
+    "logging_steps": 5, "save_steps": 50, "save_total_limit": 3, "eval_steps": 20, "early_stopping_patience": 3, "seed": 7, "max_steps": 100,
     "hub_model_id": "x/y",
     # the composed keys
     "base_model": "x/y", "adapter": "qlora", "load_in_4bit": True, "load_in_8bit": True, "lora_target_linear": True,
