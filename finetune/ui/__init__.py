@@ -26,7 +26,7 @@ def build_page(jobs):
     which tests use to call and check the page's handlers without a browser."""
     from finetune.adapter.keeper import Keeper
     from finetune.adapter.service import Playground
-    from finetune.ui import devices
+    from finetune.ui import devices, sweep_view
     from finetune.ui.api import register_api
     from finetune.ui.events import wire_configure
     from finetune.ui.force import wire_force
@@ -46,6 +46,7 @@ def build_page(jobs):
         wire_configure(ui, jobs)
         wire_live(ui, jobs)
         wire_runs(ui, jobs)   # the runs table and compare (ui/runs.py)
+        sweep_view.wire(ui, jobs)   # Launch sweep, its ranked table and Load best (ui/sweep_view.py)
         wire_force(ui, jobs)   # the Force stop button, once a graceful cancel is overdue
         devices.wire(ui)
         # The playground's generation worker and push-when-done on a Space (finetune/adapter/, ui/playground.py)

@@ -17,7 +17,7 @@ import gradio as gr
 from finetune import space
 from finetune.data.registry import FORMATS
 from finetune.runfile import DEMO, SECTIONS, field_help
-from finetune.ui import access, devices, memory_view, playground, plots, samples_view
+from finetune.ui import access, devices, memory_view, playground, plots, samples_view, sweep_view
 from finetune.ui.runs import RUNS_COLUMNS
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
@@ -36,7 +36,21 @@ CSS = """
 #count-details td.num, #count-details th.num { text-align: right; font-variant-numeric: tabular-nums; }
 #form-errors { color: var(--error-text-color); }
 #form-errors:empty { display: none; }
-#understand { position: sticky; top: 0.5rem; align-self: flex-start; }
+/* The run panel beside the form (issue 20): the Understand column stays in view while the form scrolls, so
+   the count and the memory verdict follow the sliders, and a launched run's progress and curve show at once
+   (at 1366x768, without scrolling). It scrolls on its own when taller than the window. Sticky needs the
+   scrolling ancestor to be the page: Gradio's container has overflow: hidden, which made it the (never
+   scrolling) one; clip cuts the same overflow without being a scroll container. */
+.gradio-container { overflow: clip !important; }
+#understand { position: sticky; top: 0.5rem; align-self: flex-start; max-height: calc(100vh - 1rem);
+  overflow-y: auto; flex-wrap: nowrap; gap: 10px; padding-right: 4px; scrollbar-width: thin; }
+#understand > * { flex-shrink: 0; }
+#run-row { align-items: flex-end; }
+#run-buttons { gap: 6px; }
+#understand #param-count .count-line { font-size: 1.4rem; }
+#run-progress { min-height: 1.5rem; }
+/* A narrow window puts the column under the form (gr.Row wraps): it then flows with the page. */
+@media (max-width: 1000px) { #understand { position: static; max-height: none; overflow: visible; } }
 """
 CSS += memory_view.CSS
 
@@ -69,17 +83,21 @@ def build_layout(initial: dict) -> SimpleNamespace:
     info = initial["info"]
     ui = SimpleNamespace(form={})
 
-    header(ui)
+    # The form on the left; beside it, in view while the form scrolls (CSS above), what the form gives and the
+    # run it launched: the count, will it fit, Launch, and the selected run's progress and curve.
     with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, elem_id="configure"):
+            header(ui)
             ui.form.update(model_section(ui, d, info))
             ui.form.update(lora_section(d, info))
             ui.form.update(data_section(ui, d))
             ui.form.update(training_section(d))
             ui.devices = devices.build(ui.form, initial["values"])   # training.devices / strategy, and the export
             ui.form.update(hub_section(d))
-        with gr.Column(scale=2, elem_id="understand"):
+        with gr.Column(scale=2, min_width=420, elem_id="understand"):
             understand_column(ui, initial)
+            watch_section(ui)
+            details_section(ui, initial)
     runs_section(ui)
     ui.playground = playground.build_section()   # try a run beside its base model, merge, push (ui/playground.py)
     session_state(ui, initial)
@@ -208,6 +226,8 @@ def training_section(d: Values) -> Form:
                 info=helped("training.gradient_accumulation_steps"), elem_id="grad-accum")
             f["training.logging_steps"] = gr.Number(d("training.logging_steps"), precision=0,
                                                     label="logging_steps", info=helped("training.logging_steps"))
+        # "ui.gpu" (no run-file key): the GPU that the memory verdict under the count is for (ui/memory_view.py)
+        f[memory_view.KEY] = memory_view.build_picker()
     with gr.Accordion("More training settings", open=False):
         with gr.Row():
             f["training.lr_scheduler_type"] = gr.Dropdown(
@@ -238,40 +258,37 @@ def hub_section(d: Values) -> Form:
 
 
 def understand_column(ui: SimpleNamespace, initial: dict) -> None:
-    """The live count, will it fit, the breakdown, problems, Launch and the run file: what events update."""
+    """The top of the column beside the form, what users watch while they configure: the live count, will it
+    fit, the form's problems, and Launch with the selected run's Cancel, Force stop and Resume beside it."""
     ui.param_count = gr.HTML(initial["count"], elem_id="param-count")
-    memory_view.build(ui, initial)   # will it fit: #gpu-picker, #memory-estimate, #apply-fix
-    ui.count_details = gr.HTML(initial["details"], elem_id="count-details")
+    memory_view.build_panel(ui, initial)   # will it fit: #memory-estimate, #apply-fix (the picker is in the form)
     ui.errors = gr.Markdown(initial["errors"], elem_id="form-errors")
-    ui.launch = gr.Button("Launch training", variant="primary", elem_id="launch", interactive=initial["launchable"])
-    ui.run_file = gr.Code(initial["run_file"], language="yaml", label="Run file", lines=12, max_lines=24,
-                          interactive=False, buttons=["copy", "download"], elem_id="run-file")
-    ui.load_run = gr.UploadButton("Load a run file, Axolotl config or adapter_config.json",
-                                  file_types=[".yaml", ".yml", ".json"], size="sm", elem_id="load-run")
-
-
-def runs_section(ui: SimpleNamespace) -> None:
-    """The run selector and its buttons, the watch panel (progress, charts, log), and the runs table."""
-    gr.Markdown("## Runs")
     with gr.Row(equal_height=True):
-        ui.run_select = gr.Dropdown([], value=None, label="Run", scale=4, elem_id="run-select",
-                                    info="Past and current runs, read from the run folders.")
+        ui.launch = gr.Button("Launch training", variant="primary", scale=2, elem_id="launch",
+                              interactive=initial["launchable"])
         # Shown only while the selected run is queued or running (ui/live.py).
-        ui.cancel = gr.Button("Cancel run", variant="stop", visible=False, scale=1, size="md", elem_id="cancel")
+        ui.cancel = gr.Button("Cancel run", variant="stop", visible=False, scale=1, min_width=110, elem_id="cancel")
         # Shown once a graceful cancel has taken longer than the job manager's cancel_timeout (ui/force.py).
-        ui.force_cancel = gr.Button("Force stop (no save)", variant="stop", visible=False, scale=1, size="md",
+        ui.force_cancel = gr.Button("Force stop (no save)", variant="stop", visible=False, scale=1, min_width=110,
                                     elem_id="force-cancel")
         # Shown for a cancelled or failed run that saved a checkpoint: `train RUN --resume`, same folder.
-        ui.resume = gr.Button("Resume from checkpoint", visible=False, scale=1, size="md", elem_id="resume")
-        ui.clone = gr.Button("Load into form", scale=1, size="md", elem_id="clone")
-        ui.adapter = gr.DownloadButton("Download adapter (.zip)", visible=False, scale=1, size="md",
-                                       elem_id="adapter-download")
+        ui.resume = gr.Button("Resume from checkpoint", visible=False, scale=1, min_width=110, elem_id="resume")
+
+
+def watch_section(ui: SimpleNamespace) -> None:
+    """The selected run (a launch selects its own): progress, loss curve, learning rate, samples and log."""
+    with gr.Row(elem_id="run-row"):
+        ui.run_select = gr.Dropdown([], value=None, label="Run", scale=3, min_width=220, elem_id="run-select")
+        with gr.Column(scale=1, min_width=130, elem_id="run-buttons"):   # stacked: the run's name keeps its width
+            ui.clone = gr.Button("Load into form", size="sm", elem_id="clone")
+            ui.adapter = gr.DownloadButton("Download adapter (.zip)", visible=False, size="sm",
+                                           elem_id="adapter-download")
     ui.progress = gr.Markdown(elem_id="run-progress")
     # Why the charts are set up (and updated) this way: finetune/ui/plots.py. Their x range is set by the
     # first poll, once the page is laid out (point 2 there).
     ui.loss_plot = gr.LinePlot(plots.loss_frame(None), x="step", y="loss", color="series", color_map=plots.COLORS,
                                colors_in_legend=["train"], x_axis_format=plots.X_FORMAT, title="Loss",
-                               x_title="step", y_title="loss", color_title="", height=300, elem_id="loss-plot")
+                               x_title="step", y_title="loss", color_title="", height=280, elem_id="loss-plot")
     ui.show_lr = gr.Checkbox(False, label="Show the learning rate", elem_id="show-lr")
     ui.lr_plot = gr.LinePlot(plots.lr_frame(None), x="step", y="learning_rate", x_axis_format=plots.X_FORMAT,
                              title="Learning rate", x_title="step", y_title="learning rate", height=220,
@@ -280,7 +297,19 @@ def runs_section(ui: SimpleNamespace) -> None:
     ui.log = gr.Textbox(label="Log (tail)", lines=8, max_lines=16, interactive=False, autoscroll=True,
                         elem_id="run-log")
 
-    gr.Markdown("### All runs")
+
+def details_section(ui: SimpleNamespace, initial: dict) -> None:
+    """Under the run, what the form says in full: the count module by module, and the run file."""
+    ui.count_details = gr.HTML(initial["details"], elem_id="count-details")
+    ui.run_file = gr.Code(initial["run_file"], language="yaml", label="Run file", lines=12, max_lines=24,
+                          interactive=False, buttons=["copy", "download"], elem_id="run-file")
+    ui.load_run = gr.UploadButton("Load a run file, Axolotl config or adapter_config.json",
+                                  file_types=[".yaml", ".yml", ".json"], size="sm", elem_id="load-run")
+
+
+def runs_section(ui: SimpleNamespace) -> None:
+    """Every run: the table (a row selects its run beside the form) and the compare chart with its diff."""
+    gr.Markdown("## All runs")
     ui.runs_table = gr.Dataframe(headers=list(RUNS_COLUMNS), interactive=False, wrap=True, elem_id="runs-table",
                                  label="Newest first; select a row to watch that run")
     ui.compare_runs = gr.Dropdown([], value=[], multiselect=True, label="Compare runs", elem_id="compare-runs",
@@ -290,6 +319,7 @@ def runs_section(ui: SimpleNamespace) -> None:
                                   height=300, elem_id="compare-plot")
     ui.config_diff = gr.Markdown("Select two or more runs to compare their curves and settings.",
                                  elem_id="config-diff")
+    vars(ui).update(sweep_view.build())   # a sweep of the form's run and its ranking (ui/sweep_view.py)
 
 
 def session_state(ui: SimpleNamespace, initial: dict) -> None:

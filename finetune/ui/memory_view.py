@@ -91,10 +91,15 @@ def _label(fix) -> str:
     return "Apply: " + " + ".join(short[k] for k in fix.changes if k in short)
 
 
-def build(ui, initial: dict) -> None:
-    """Declare the picker, the panel and the button (inside the Understand column of layout.py)."""
-    ui.form[KEY] = gr.Dropdown(choices(), value=default_gpu(), label="Will it fit on", elem_id="gpu-picker",
-                               info=HELP)
+def build_picker(**layout) -> gr.Dropdown:
+    """The GPU picker (#gpu-picker), the form's "ui.gpu" (layout.py puts it in the form's Training section,
+    and the panel under the count); `layout`: gr.Dropdown's scale, min_width..."""
+    return gr.Dropdown(choices(), value=default_gpu(), label="Will it fit on", elem_id="gpu-picker", info=HELP,
+                       **layout)
+
+
+def build_panel(ui, initial: dict) -> None:
+    """The estimate with its verdict (#memory-estimate) and the fix button (#apply-fix)."""
     ui.memory = gr.HTML(initial.get("memory", ""), elem_id="memory-estimate")
     label = initial.get("fix_label")
     ui.apply_fix = gr.Button(label or "Apply the fix", visible=bool(label), size="sm", elem_id="apply-fix")
