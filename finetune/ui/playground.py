@@ -8,6 +8,7 @@ slot; this module only turns its events into page updates. `/generate` is the sa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -83,6 +84,17 @@ def playable_runs(jobs) -> list[tuple[str, str]]:
     return out
 
 
+def answer_labels(runs_dir, run_id: str | None) -> tuple[str, str]:
+    """The two answer boxes' labels for a run as it is now: its base model, and the adapter a generation would
+    use (find_adapter: "final adapter" once saved, else "checkpoint-N (state)"). They are read again whenever
+    the run's choice changes (wire_playground), so a run that completed is no longer "(running)". Raises
+    RunFileError when the run has no adapter (yet)."""
+    if not run_id:
+        return "Base model", "Adapter"
+    source = find_adapter(Path(runs_dir) / run_id)
+    return f"Base model ({source.run.model.name_or_path})", f"Adapter ({source.label})"
+
+
 def run_folder(jobs, run_id: str):
     """The folder of a run id a user sent (checked by the job manager: a plain name under its runs dir)."""
     if not run_id:
@@ -127,29 +139,36 @@ def describe_done(event: dict) -> str:
 def wire_playground(ui, jobs, playground) -> None:
     p = ui.playground
 
+    def labels(run_id) -> dict:
+        """The answer boxes named after the run's base model and the adapter it offers now (labels only: an
+        answer being streamed into them stays)."""
+        try:
+            base, adapter = answer_labels(jobs.runs_dir, run_id)
+        except (RunFileError, OSError):
+            return {}
+        return {p.answer_base: gr.Textbox(label=base), p.answer_adapter: gr.Textbox(label=adapter)}
+
     def choices(selected=None, shown=None):
+        """The runs to try, when they changed: a run's state or newest checkpoint is in its choice, so its
+        answer labels follow too (the selection itself, and so its change event, may stay the same)."""
         runs = playable_runs(jobs)
         ids = [run_id for _, run_id in runs]
         value = selected if selected in ids else (ids[0] if ids else None)
         key = [[list(c) for c in runs], value]
         if key == shown:
             return gr.skip()
-        return {p.run: gr.Dropdown(choices=runs, value=value), p.shown: key}
+        return {p.run: gr.Dropdown(choices=runs, value=value), p.shown: key, **(labels(value) if value else {})}
 
-    gr.on([p.refresh.click, p.timer.tick], choices, [p.run, p.shown], [p.run, p.shown], **FAST)
-    gr.on(None, lambda: choices(), None, [p.run, p.shown], **FAST)   # no triggers: when a page loads
+    listed = [p.run, p.shown, p.answer_base, p.answer_adapter]
+    gr.on([p.refresh.click, p.timer.tick], choices, [p.run, p.shown], listed, **FAST)
+    gr.on(None, lambda: choices(), None, listed, **FAST)   # no triggers: when a page loads
 
     def on_select(run_id):
         """Name the two answer boxes after the run's base model and adapter."""
         if not run_id:
             return {p.answer_base: gr.Textbox(label="Base model"), p.answer_adapter: gr.Textbox(label="Adapter"),
                     p.status: NO_RUN}
-        try:
-            source = find_adapter(jobs.runs_dir / run_id)
-        except (RunFileError, OSError):
-            return {p.status: ""}
-        return {p.answer_base: gr.Textbox(label=f"Base model ({source.run.model.name_or_path})"),
-                p.answer_adapter: gr.Textbox(label=f"Adapter ({source.label})"), p.status: ""}
+        return {**labels(run_id), p.status: ""}
 
     p.run.change(on_select, p.run, [p.answer_base, p.answer_adapter, p.status], **FAST)
 
