@@ -55,7 +55,7 @@ def test_yaml_number_without_dot_is_a_number():
     ("lora: {loftq_config: {}}", "lora.loftq_config: not supported by LoRA Launchpad"),
     ("model: {quantization: 4-bit}", 'model.quantization: must be one of "none", "4bit", "8bit", got "4-bit" (did you mean "4bit"?)'),
     ("model: {name_or_path: ''}", 'model.name_or_path: must be a non-empty string, got ""'),
-    ("data: {format: chatml}", 'data.format: must be one of "auto", "chat", "prompt_completion", "alpaca", "text", got "chatml" (did you mean "chat"?)'),
+    ("data: {format: chatml}", 'data.format: must be one of "auto", "chat", "unpaired_preference", "preference", "prompt_completion", "alpaca", "text", "prompt_only", got "chatml" (did you mean "chat"?)'),
     ("data: {max_length: 4}", "data.max_length: must be a whole number >= 8 and <= 1048576, got 4"),
     ("training: {max_steps: 0}", "training.max_steps: must be -1 (use num_train_epochs) or a whole number >= 1, got 0"),
     ("training: {learning_rate: .inf}", "training.learning_rate: must be a number > 0 and <= 1, got inf"),

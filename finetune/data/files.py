@@ -19,12 +19,12 @@ MAX_FOLDER_ENTRIES = 2_000   # a data folder holds its shards; a system folder h
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
-def load_raw(data: DataSection, limit: int | None = None):
+def load_raw(data: DataSection, limit: int | None = None, method: str = "sft"):
     """The dataset as stored: (a datasets.Dataset or None, the rows to check, `where(i)` naming row i in messages:
     "line 7" of a JSONL file, "row 7" otherwise). JSON(L) is parsed here first, so a broken line is named by
     its number; a whole JSONL file is then loaded by `datasets` too, whose cache on disk lets TRL's
     tokenization of the same file be reused by the next run."""
-    source = resolve_data(data.path)
+    source = resolve_data(data.path, method)
     path = Path(source)
     label = f'data.path: "{data.path}"'
     if path.exists():

@@ -105,10 +105,56 @@ def alpaca_to_prompt_completion(row: dict, chat: bool) -> dict:
     return {"prompt": text, "completion": row["output"]}
 
 
-# Tried in this order under `auto`.
+def _text_or_turns(row: dict, columns: tuple[str, ...]) -> str | None:
+    """The columns (those present) all strings or all lists of chat messages."""
+    present = [c for c in columns if row.get(c) is not None]
+    for col in present:
+        value = row[col]
+        problem = check_turns(value, col) if isinstance(value, list) else _strings(row, (col,), ("prompt",))
+        if problem is not None:
+            return problem
+    if len({isinstance(row[c], list) for c in present}) > 1:
+        shown = ", ".join(f'"{c}"' for c in present)
+        return f"{shown} must all be strings or all be lists of messages"
+    return None
+
+
+def _check_preference(row: dict) -> str | None:
+    """prompt + chosen + rejected, or chosen + rejected alone (the implicit prompt: TRL takes their common
+    beginning as the prompt, as in Anthropic's HH-RLHF)."""
+    for col in ("chosen", "rejected"):
+        if row[col] is None:
+            return f'"{col}" is missing'
+    return _text_or_turns(row, ("prompt", "chosen", "rejected"))
+
+
+def _check_unpaired(row: dict) -> str | None:
+    if not isinstance(row["label"], bool):
+        got = "null" if row["label"] is None else type(row["label"]).__name__
+        return f'"label" must be true (a good answer) or false (a bad one), got {got}'
+    return _check_prompt_completion(row)
+
+
+def _check_prompt_only(row: dict) -> str | None:
+    value = row["prompt"]
+    if isinstance(value, list):
+        return check_turns(value, "prompt")
+    return _strings(row, ("prompt",))
+
+
+# Tried in this order under `auto`: a format whose columns include another's comes first (prompt + completion
+# + label is unpaired preference, not prompt/completion; prompt alone is prompt-only, last).
 FORMATS = (
     Format("chat", "chat (messages)", needs=("messages",), keep=("messages", "tools"),
            trl_columns=("messages", "tools"), check=_check_chat, axolotl="chat_template"),
+    Format("unpaired_preference", "unpaired preference (prompt, completion, label), for KTO",
+           needs=("prompt", "completion", "label"), keep=("prompt", "completion", "label"),
+           trl_columns=("prompt", "completion", "label"), check=_check_unpaired,
+           axolotl={"field_prompt": "prompt", "field_completion": "completion", "field_label": "label"}),
+    Format("preference", "preference (prompt, chosen, rejected), for DPO and ORPO", needs=("chosen", "rejected"),
+           keep=("prompt", "chosen", "rejected"), trl_columns=("prompt", "chosen", "rejected"),
+           check=_check_preference,
+           axolotl={"field_prompt": "prompt", "field_chosen": "chosen", "field_rejected": "rejected"}),
     Format("prompt_completion", "prompt + completion", needs=("prompt", "completion"),
            keep=("prompt", "completion"), trl_columns=("prompt", "completion"), check=_check_prompt_completion,
            axolotl={"field_instruction": "prompt", "field_output": "completion", "format": "{instruction}",
@@ -118,6 +164,8 @@ FORMATS = (
            check=_check_alpaca, axolotl="alpaca", convert=alpaca_to_prompt_completion),
     Format("text", "plain text", needs=("text",), keep=("text",), trl_columns=("text",),
            check=lambda row: _strings(row, ("text",)), axolotl="completion"),
+    Format("prompt_only", "prompt only, for GRPO", needs=("prompt",), keep=("prompt",), trl_columns=("prompt",),
+           check=_check_prompt_only, axolotl={"field_prompt": "prompt"}),
 )
 BY_NAME = {f.name: f for f in FORMATS}
 NAMES = tuple(BY_NAME)

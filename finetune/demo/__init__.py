@@ -10,6 +10,9 @@ HERE = Path(__file__).parent
 MODEL_DIR = HERE / "model"          # config.json, model.safetensors, tokenizer files with a chat template
 DATA_FILE = HERE / "data" / "train.jsonl"
 RUN_FILE = HERE / "run.yaml"         # the demo run: settings under which the demo learns within a minute
+# Each method's demo data (method_data.py makes all but train.jsonl): `data: {path: demo}` takes its method's.
+DEMO_DATA = {"sft": DATA_FILE, "dpo": HERE / "data" / "preference.jsonl", "orpo": HERE / "data" / "preference.jsonl",
+             "kto": HERE / "data" / "unpaired.jsonl", "grpo": HERE / "data" / "prompts.jsonl"}
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -17,5 +20,5 @@ def resolve_model(name_or_path: str) -> str:
     return str(MODEL_DIR) if name_or_path == DEMO else name_or_path
 
 
-def resolve_data(path: str) -> str:
-    return str(DATA_FILE) if path == DEMO else path
+def resolve_data(path: str, method: str = "sft") -> str:
+    return str(DEMO_DATA[method]) if path == DEMO else path

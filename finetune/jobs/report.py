@@ -17,6 +17,12 @@ from finetune.train.runfolder import FINAL_STATES, RunFolder
 
 SAMPLES_SHOWN = 24      # the newest answers /status carries: 3 evaluations of 8 prompts
 SAMPLE_CHARS = 1000     # of each prompt and answer
+# The method's own curves /status carries beside the loss (TRL's names; SFT logs none of them): at most
+# SERIES_MAX of them, each its newest SERIES_POINTS points.
+SERIES = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "kl", "reward",
+          "reward_std")
+SERIES_MAX = 16
+SERIES_POINTS = 2000
 
 
 def status(folder: RunFolder) -> dict:
@@ -29,6 +35,7 @@ def status(folder: RunFolder) -> dict:
     out["losses"] = [[m["step"], m["loss"]] for m in metrics if "step" in m and m.get("loss") is not None]
     out["eval_losses"] = [[m["step"], m["eval_loss"]] for m in metrics
                           if "step" in m and m.get("eval_loss") is not None]
+    out["series"] = series(metrics)
     if metrics and "step" in metrics[-1]:
         out["step"] = max(out["step"] or 0, metrics[-1]["step"])
     speeds = [m[k] for m in metrics for k in ("tokens_per_second", "train_tokens_per_second") if m.get(k)]
@@ -37,6 +44,19 @@ def status(folder: RunFolder) -> dict:
     out["stopped_early"] = stopped_early(status.get("stopped_early"))
     out["samples"] = [{"step": r["step"], "prompt": r["prompt"][:SAMPLE_CHARS], "answer": r["answer"][:SAMPLE_CHARS]}
                       for r in folder.read_samples()[-SAMPLES_SHOWN:]]
+    return out
+
+
+def series(metrics: list[dict]) -> dict:
+    """{name: [[step, value], ...]} for the method's curves found (each GRPO reward's rewards/<name>/mean too)."""
+    names = list(SERIES)
+    for m in metrics[-1:]:   # the newest record names each reward of a GRPO run
+        names += sorted(k for k in m if k.startswith("rewards/") and k.endswith("/mean"))
+    out: dict = {}
+    for name in names[:SERIES_MAX]:
+        points = [[m["step"], m[name]] for m in metrics if "step" in m and m.get(name) is not None]
+        if points:
+            out[name] = points[-SERIES_POINTS:]
     return out
 
 

@@ -23,6 +23,7 @@ RENAMED = {
     "training.save_total_limit": "save_total_limit", "training.eval_steps": "eval_steps", "training.seed": "seed",
     "training.max_steps": "max_steps", "training.early_stopping_patience": "early_stopping_patience",
     "hub.repo_id": "hub_model_id",   # both push the result there when training ends
+    "method.desirable_weight": "kto_desirable_weight", "method.undesirable_weight": "kto_undesirable_weight",
 }
 
 # Fields whose Axolotl form is not one key: written by code in export.to_axolotl.
@@ -34,6 +35,12 @@ COMPOSED = {
     "data.format": "datasets[0].type",
     "data.name": "datasets[0].name",
     "data.split": "datasets[0].split",
+    "method.name": "rl: dpo | kto | orpo | grpo (left out for sft)",
+    "method.beta": "rl_beta (dpo, kto, orpo), trl.beta (grpo)",
+    "method.num_generations": "trl.num_generations",
+    "method.max_completion_length": "trl.max_completion_length (grpo)",
+    "method.temperature": "trl.temperature",
+    "method.top_p": "trl.top_p",
 }
 
 # Fields Axolotl has no key for; the export leaves them out only when they hold their default.
@@ -54,4 +61,8 @@ NOT_IN_AXOLOTL = {
     "training.early_stopping_threshold": "no Axolotl key: Axolotl stops on any improvement",
     "samples.prompts": "no Axolotl key for prompts answered while training",
     "samples.max_new_tokens": "no Axolotl key for prompts answered while training",
+    "method.loss_type": "no Axolotl key: Axolotl names some variants as rl values of their own (rl: ipo)",
+    "method.rewards": "Axolotl's GRPO takes reward functions as Python import paths (trl.reward_funcs)",
 }
+# The method settings Axolotl's GRPO takes under its `trl:` mapping, same names.
+TRL_GRPO = ("beta", "num_generations", "max_completion_length", "temperature", "top_p")

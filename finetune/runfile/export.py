@@ -9,7 +9,8 @@ import yaml
 
 from finetune.data.registry import BY_NAME
 from finetune.demo import resolve_data, resolve_model
-from finetune.runfile import ALL_LINEAR, RunConfig, axolotl
+from finetune.runfile import ALL_LINEAR, RunConfig, axolotl, dump_yaml
+from finetune.runfile.method import DATA_FORMATS
 from finetune.runfile.parallel import LAUNCH_FIELDS
 
 # LoraSection fields left out of the exported LoraConfig when they hold PEFT's own default.
@@ -25,6 +26,7 @@ def _kwargs(values: dict, indent: str) -> str:
 def to_peft(run: RunConfig) -> str:
     """A standalone Python script that trains the same adapter with PEFT and TRL."""
     lora = {k: v for k, v in vars(run.lora).items() if PEFT_DEFAULTS.get(k, object()) != v}
+    module, config, trainer = TRAINERS[run.method.name]
     model_id = resolve_model(run.model.name_or_path)
     lines = [
         "# Exported by LoRA Launchpad: the same run with PEFT and TRL directly.",
@@ -32,7 +34,7 @@ def to_peft(run: RunConfig) -> str:
         "from datasets import load_dataset",
         "from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training",
         "from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig",
-        "from trl import SFTConfig, SFTTrainer",
+        f"from {module} import {config}, {trainer}",
         "",
         f"model_id = {model_id!r}",
     ]
@@ -54,7 +56,7 @@ def to_peft(run: RunConfig) -> str:
               "lora_config = LoraConfig(\n    task_type='CAUSAL_LM',\n" + _kwargs(lora, "    ") + ")",
               "model = get_peft_model(model, lora_config)",
               "model.print_trainable_parameters()", ""]
-    data, data_path = run.data, resolve_data(run.data.path)
+    data, data_path = run.data, resolve_data(run.data.path, run.method.name)
     if data_path.endswith((".jsonl", ".json", ".csv", ".parquet")):
         kind = {"jsonl": "json"}.get(data_path.rsplit(".", 1)[-1], data_path.rsplit(".", 1)[-1])
         lines.append(f"dataset = load_dataset({kind!r}, data_files={data_path!r}, split='train')")
@@ -63,12 +65,39 @@ def to_peft(run: RunConfig) -> str:
     # devices/strategy/zero_stage say how the job is launched; they are not SFTConfig keys.
     training = {k: v for k, v in vars(run.training).items() if v is not None and k not in LAUNCH_FIELDS}
     training.update(run.training_extra)
-    training.update(max_length=data.max_length, packing=data.packing, report_to="none")
-    lines += ["", "args = SFTConfig(\n" + _kwargs(training, "    ") + ")",
-              "trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)",
+    training.update(method_kwargs(run), report_to="none")
+    rewards = ""
+    if run.method.name == "grpo":   # the run file's rewards, built the way `finetune train` builds them
+        lines += ["", "from finetune.runfile import parse_run  # LoRA Launchpad's built-in rewards",
+                  "from finetune.train.rewards import build",
+                  f"reward_funcs, _ = build(parse_run({dump_yaml({'method': method_dict(run)})!r}))"]
+        rewards = "reward_funcs=reward_funcs, "
+    # With a PeftModel, DPO and KTO take the base model with the adapter off as their reference: no ref_model.
+    lines += ["", f"args = {config}(\n" + _kwargs(training, "    ") + ")",
+              f"trainer = {trainer}(model=model, {rewards}args=args, train_dataset=dataset, processing_class=tokenizer)",
               "trainer.train()",
               "model.save_pretrained(args.output_dir + '/adapter')", ""]
     return "\n".join(lines)
+
+
+TRAINERS = {"sft": ("trl", "SFTConfig", "SFTTrainer"), "dpo": ("trl", "DPOConfig", "DPOTrainer"),
+            "kto": ("trl", "KTOConfig", "KTOTrainer"), "grpo": ("trl", "GRPOConfig", "GRPOTrainer"),
+            "orpo": ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer")}   # ORPO: experimental in TRL 1.16
+
+
+def method_dict(run: RunConfig) -> dict:
+    return {"name": run.method.name, **{k: v for k, v in vars(run.method).items() if k != "name" and v not in (None, [])}}
+
+
+def method_kwargs(run: RunConfig) -> dict:
+    """The method's config keywords, as the job passes them (finetune/train/methods.py)."""
+    out: dict = {"max_length": run.data.max_length} if run.method.name != "grpo" else {}
+    if run.method.name == "sft":
+        out["packing"] = run.data.packing
+    out.update({k: v for k, v in method_dict(run).items() if k not in ("name", "rewards")})
+    if run.method.name == "grpo":
+        out["reward_weights"] = [r["weight"] for r in run.method.rewards]
+    return out
 
 
 def to_axolotl(run: RunConfig) -> dict:
@@ -85,7 +114,8 @@ def to_axolotl(run: RunConfig) -> dict:
         out["lora_target_modules"] = lora.target_modules
     # `auto` is settled when the data is read; Axolotl needs a type up front, and chat is the common case.
     data_path = resolve_data(data.path)
-    dataset = {"path": data_path, "type": BY_NAME.get(data.format, BY_NAME["chat"]).axolotl}
+    fmt = data.format if data.format != "auto" else DATA_FORMATS[run.method.name][0]
+    dataset = {"path": data_path, "type": BY_NAME[fmt].axolotl}
     if data.name:
         dataset["name"] = data.name
     if data.split != "train":
@@ -103,6 +133,13 @@ def to_axolotl(run: RunConfig) -> dict:
         out[name] = value
     if 0 < run.training.warmup_steps < 1:   # a fraction of all steps: Axolotl calls that warmup_ratio
         out["warmup_ratio"] = out.pop("warmup_steps")
+    method = run.method
+    if method.name != "sft":   # Axolotl's `rl:` key; GRPO's settings go under its `trl:` mapping
+        out["rl"] = method.name
+        if method.name == "grpo":
+            out["trl"] = {k: getattr(method, k) for k in axolotl.TRL_GRPO if getattr(method, k) is not None}
+        else:
+            out["rl_beta"] = method.beta
     # Further TrainingArguments keys keep their names: Axolotl's config takes them as they are (eval_strategy...).
     out.update(run.training_extra)
     return out

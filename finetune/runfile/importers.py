@@ -19,7 +19,7 @@ from finetune.runfile.validators import show
 
 # Axolotl keys that belong to the composed fields (read by code below), and keys with nothing to carry.
 AXOLOTL_COMPOSED = {"base_model", "adapter", "load_in_4bit", "load_in_8bit", "lora_target_linear",
-                    "lora_target_modules", "datasets", "warmup_ratio"}
+                    "lora_target_modules", "datasets", "warmup_ratio", "rl", "rl_beta", "trl"}
 # Axolotl settings whose value is what a run does anyway: nothing to carry, nothing to say.
 AXOLOTL_AS_OURS = {"train_on_inputs": False, "strict": False, "tokenizer_type": "AutoTokenizer",
                    "group_by_length": False, "ds_type": "json",
@@ -160,6 +160,7 @@ def from_axolotl(raw: dict) -> tuple[dict, list[str]]:
     elif raw.get("lora_target_modules") is not None:
         put("lora.target_modules", raw["lora_target_modules"])
     _axolotl_data(raw.get("datasets"), run, notes, DATA_FILE)
+    _axolotl_method(raw, run, notes)
     if "warmup_ratio" in raw:
         put("training.warmup_steps", raw["warmup_ratio"])
     for key, value in raw.items():
@@ -174,6 +175,27 @@ def from_axolotl(raw: dict) -> tuple[dict, list[str]]:
         else:
             notes.append(f"{key}: not carried over ({verdict or 'no run-file setting for it'})")
     return {k: v for k, v in run.items() if v}, notes
+
+
+def _axolotl_method(raw: dict, run: dict, notes: list[str]) -> None:
+    """Axolotl's `rl:` (dpo | kto | orpo | grpo) as method.name, rl_beta and GRPO's `trl:` settings with it."""
+    from finetune.runfile.method import NAMES
+
+    rl = raw.get("rl")
+    if rl is None:
+        return
+    if rl not in NAMES:
+        notes.append(f"rl: {show(rl)} is not carried over (methods: {', '.join(NAMES[1:])}); imported as sft")
+        return
+    run["method"]["name"] = rl
+    if raw.get("rl_beta") is not None:
+        run["method"]["beta"] = raw["rl_beta"]
+    trl = raw["trl"] if isinstance(raw.get("trl"), dict) else {}
+    for key, value in trl.items():
+        if key in axolotl.TRL_GRPO and rl == "grpo":
+            run["method"][key] = value
+        elif value is not None:
+            notes.append(f"trl.{key}: not carried over (no run-file setting for it; rewards go in method.rewards)")
 
 
 def _axolotl_data(datasets, run: dict, notes: list[str], demo_file) -> None:

@@ -16,6 +16,7 @@ from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.errors import RunFileError
 from finetune.runfile.evaluation import SamplesSection, evaluation_problems
 from finetune.runfile.limits import MAX_NODES, count_values
+from finetune.runfile.method import MethodSection, as_dict, data_problems, settle
 from finetune.runfile.parallel import Devices, strategy_problems
 from finetune.runfile.repo_id import RepoId
 from finetune.runfile.text import dump_yaml, parse_text, read_file
@@ -193,7 +194,7 @@ class HubSection:
 
 
 SECTIONS = {"model": ModelSection, "lora": LoraSection, "data": DataSection, "training": TrainingSection,
-            "hub": HubSection, "samples": SamplesSection}
+            "method": MethodSection, "hub": HubSection, "samples": SamplesSection}
 
 # Keys of peft.LoraConfig that change what trains in ways the count does not model: refused by name
 # rather than counted wrongly.
@@ -208,6 +209,7 @@ UNSUPPORTED = {
 @dataclass
 class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
+    method: MethodSection = field(default_factory=MethodSection)
     lora: LoraSection = field(default_factory=LoraSection)
     data: DataSection = field(default_factory=DataSection)
     training: TrainingSection = field(default_factory=TrainingSection)
@@ -224,6 +226,10 @@ class RunConfig:
     def to_dict(self) -> dict:
         out = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
         out["training"].update(self.training_extra)
+        if (method := as_dict(self.method)) is None:
+            del out["method"]   # an SFT run is written as it was before methods existed
+        else:
+            out["method"] = method
         return out
 
     def to_yaml(self) -> str:
@@ -263,7 +269,9 @@ def check_run(run_cls, raw: dict):
         built[name], found = build_section(cls, name, raw.get(name), problems, extra_ok, UNSUPPORTED.get(name, ()))
         extra.update(found)
     run = run_cls(**built, training_extra=extra)
-    problems += cross_checks(run) + size_problems(run)
+    # A rewards list refused above is left empty: "grpo needs at least one reward" would say it twice.
+    refused = {p.split(":", 1)[0] for p in problems}
+    problems += [p for p in cross_checks(run) + size_problems(run) if p.split(":", 1)[0] not in refused]
     if problems:
         raise RunFileError(problems)
     return run
@@ -294,5 +302,6 @@ def cross_checks(run) -> list[str]:
                    "lora.target_modules (PEFT ignores it there); list the module names instead")
     if run.training.max_steps == 0:
         out.append("training.max_steps: must be -1 (use num_train_epochs) or a whole number >= 1, got 0")
+    out += settle(run.method) + data_problems(run.method.name, run.data.packing)
     out += strategy_problems(run) + evaluation_problems(run)
     return out

@@ -45,7 +45,9 @@ def run_template(preset: str | None = None, model: str | None = None) -> str:
         lines.append(f"{name}:")
         for f in dataclasses.fields(cls):
             lines += _comment(f.metadata["help"], "  ")
-            lines.append("  " + dump_yaml({f.name: values[name][f.name]}).rstrip("\n").replace("\n", "\n  "))
+            # The method section holds only its method's settings (none for sft): the others are shown unset.
+            value = values.get(name, {}).get(f.name, getattr(getattr(run, name), f.name))
+            lines.append("  " + dump_yaml({f.name: value}).rstrip("\n").replace("\n", "\n  "))
         if name == "training":
             for key, value in run.training_extra.items():
                 lines.append("  # A further trl.SFTConfig key (the ones allowed: finetune/runfile/allowlist.py).")

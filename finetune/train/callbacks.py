@@ -10,6 +10,7 @@ import time
 from transformers import TrainerCallback
 
 from finetune.train.distributed import any_rank
+from finetune.train.methods import METHODS, Method, kept
 from finetune.train.runfolder import RunFolder
 from finetune.train.stopping import Stopper
 
@@ -17,8 +18,9 @@ STATUS_EVERY_S = 1.0  # status.json is rewritten at most this often (and at ever
 
 
 class RunCallback(TrainerCallback):
-    def __init__(self, folder: RunFolder, stopper: Stopper, last_logged_step: int = 0):
+    def __init__(self, folder: RunFolder, stopper: Stopper, last_logged_step: int = 0, method: Method = METHODS["sft"]):
         self.folder = folder
+        self.method = method    # which of TRL's logged numbers join the record, and which the log line shows
         self.stopper = stopper
         self.last_logged_step = last_logged_step  # on resume: records up to here already exist
         self.status_written = 0.0
@@ -67,10 +69,13 @@ class RunCallback(TrainerCallback):
                       "tokens_per_second": self._tokens_per_second(logs.get("num_tokens"))}
             if "mean_token_accuracy" in logs:
                 record["token_accuracy"] = logs["mean_token_accuracy"]
+            record.update(kept(self.method, logs))   # TRL's own names: rewards/margins, reward, kl...
             self.last_logged_step = step
-            print(f"step {step}/{state.max_steps}  loss {record['loss']:.4f}  lr {record['learning_rate'] or 0:.2e}"
-                  f"  grad_norm {record['grad_norm'] or 0:.3f}  {record['tokens_per_second'] or 0:,.0f} tokens/s",
-                  flush=True)
+            figures = "".join(f"  {label} {record[name]:.3f}" for name, label in
+                              zip(self.method.shown, self.method.labels, strict=True) if name in record)
+            print(f"step {step}/{state.max_steps}  loss {record['loss']:.4f}{figures}  lr "
+                  f"{record['learning_rate'] or 0:.2e}  grad_norm {record['grad_norm'] or 0:.3f}  "
+                  f"{record['tokens_per_second'] or 0:,.0f} tokens/s", flush=True)
         elif "eval_loss" in logs:
             record = {"step": step, "eval_loss": logs["eval_loss"], "epoch": logs.get("epoch")}
             print(f"step {step}/{state.max_steps}  eval_loss {logs['eval_loss']:.4f}", flush=True)

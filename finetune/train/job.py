@@ -2,8 +2,9 @@
 
     setup    check the run file, the model-dependent settings and the data; nothing is loaded or created
              in training.output_dir until all of it passes (exit 2, one `error: ...` line per problem)
-    train    run.yaml and status.json, the base model (quantized if asked), LoRA from PEFT, TRL's SFTTrainer;
-             metrics.jsonl and status.json follow every logging step
+    train    run.yaml and status.json, the base model (quantized if asked), LoRA from PEFT, the method's TRL
+             trainer (SFTTrainer, DPOTrainer...: train/methods.py); metrics.jsonl and status.json follow every
+             logging step
     cleanup  adapter/ (adapter_config.json + adapter_model.safetensors) and the tokenizer, state `completed`;
              SIGTERM/SIGINT ends as `cancelled` with a checkpoint and the adapter; a crash ends as `failed`
              with a one-line reason (the traceback goes to train.log), exit 1; a full disk is one line and
@@ -15,7 +16,6 @@ stdout and stderr are the job's log (the job manager sends them to train.log).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -29,14 +29,10 @@ from finetune.train import checkpoints, distributed, outcome, threads, watch
 from finetune.train.runfolder import RunFolder
 
 if TYPE_CHECKING:  # annotations only: the job imports the heavy libraries late, after the checks
-    from transformers import PreTrainedTokenizerBase
-    from trl import SFTConfig
+    from transformers import PreTrainedTokenizerBase, TrainingArguments
 
     from finetune.data.formats import Examples
     from finetune.model.count import Count
-
-CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"}
-
 
 @dataclass
 class Plan:
@@ -44,10 +40,11 @@ class Plan:
     run: RunConfig
     tokenizer: PreTrainedTokenizerBase
     examples: Examples
-    args: SFTConfig | None             # built last by setup(), from the rest of the plan
+    args: TrainingArguments | None     # the method's TRL config, built last by setup()
     checkpoint: str | None = None      # what --resume goes on from
     count: Count | None = None         # what PEFT must report at start
     notes: list[str] = field(default_factory=list)  # lines for train.log about choices made for the user
+    rewards: list = field(default_factory=list)     # GRPO's reward callables (train/rewards.py)
 
 
 def setup(run_path: str, resume: bool) -> Plan:
@@ -82,15 +79,25 @@ def setup(run_path: str, resume: bool) -> Plan:
             examples = load_examples(run, tokenizer)
         except RunFileError as exc:
             problems += exc.problems
+    rewards: list = []
+    if run.method.name == "grpo":
+        from finetune.train.rewards import build
+
+        try:
+            rewards = build(run)[0]   # a python reward's file and function, and whether this server runs them
+        except RunFileError as exc:
+            problems += exc.problems
     if problems:
         raise RunFileError(problems)
     assert tokenizer is not None and examples is not None, "either is None only after a problem was raised"
-    plan = Plan(run, tokenizer, examples, None, count=count, notes=notes)
+    plan = Plan(run, tokenizer, examples, None, count=count, notes=notes, rewards=rewards)
     plan.checkpoint = last_checkpoint(run.training.output_dir) if resume else None
     if problems := distributed.resume_problems(plan.checkpoint, distributed.world_size()):
         raise RunFileError(problems)
     choose_loss(plan)
-    plan.args = sft_config(plan)
+    from finetune.train.methods import trainer_config
+
+    plan.args = trainer_config(plan)
     return plan
 
 
@@ -165,51 +172,6 @@ def choose_loss(plan: Plan) -> None:
         plan.examples.eval = last_reply_as_completion(plan.examples.eval)
     plan.notes.append("loss: on each conversation's last assistant reply (the chat template has no "
                       "{% generation %} markers to find the others)")
-
-
-def sft_config(plan: Plan):
-    """The run file mapped onto trl.SFTConfig; training_extra (further SFTConfig keys) goes last and wins."""
-    import torch
-    from trl import SFTConfig
-
-    from finetune.model.loading import weights_dtype
-
-    run, t = plan.run, plan.run.training
-    cuda = torch.cuda.is_available()
-    optim = t.optim
-    if optim in CUDA_ONLY_OPTIMIZERS and not cuda:
-        plan.notes.append(f'optimizer: "{optim}" needs CUDA; using "adamw_torch" on the CPU')
-        optim = "adamw_torch"
-    dtype = weights_dtype(run.model)
-    has_eval = plan.examples.eval is not None
-    kwargs = dict(
-        output_dir=t.output_dir, learning_rate=t.learning_rate, num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps, per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=optim,
-        gradient_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps, logging_first_step=True,
-        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, seed=t.seed,
-        eval_strategy="steps" if has_eval else "no", eval_steps=(t.eval_steps or t.logging_steps * 10),
-        max_length=run.data.max_length, packing=run.data.packing,
-        # SFTConfig would default to bf16 everywhere; mixed precision follows the weights' dtype instead.
-        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=not cuda,
-        dataloader_pin_memory=cuda, report_to="none", disable_tqdm=True, save_only_model=False,
-    )
-    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name still works,
-    # with a deprecation warning): use whichever this version has.
-    fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    kwargs[checkpointing] = kwargs.pop("gradient_checkpointing")
-    if t.gradient_checkpointing:
-        kwargs[f"{checkpointing}_kwargs"] = {"use_reentrant": False}
-    kwargs.update(distributed.trainer_args(run, distributed.world_size(), cuda))  # ddp/fsdp/deepspeed
-    kwargs.update(run.training_extra)
-    plan.notes += watch.trainer_args(run, kwargs, has_eval)   # early stopping and trackers; the user's keys kept
-    try:
-        return SFTConfig(**kwargs)
-    except (ValueError, TypeError) as exc:  # a combination TrainingArguments refuses, in its own words
-        raise RunFileError(f"training: {str(exc).strip().splitlines()[0]}") from None
 
 
 def start(plan: Plan, folder: RunFolder) -> None:
@@ -295,13 +257,13 @@ def already_complete(plan: Plan, folder: RunFolder, step: int) -> str:
 def train(plan: Plan, folder: RunFolder, stopper) -> str:
     """Load, attach, train, save; returns the final state."""
     from transformers import PrinterCallback
-    from trl import SFTTrainer
 
-    from finetune.model.loading import device_kind, load_model, lora_config
+    from finetune.model.loading import device_kind, load_model
     from finetune.train.callbacks import RunCallback
+    from finetune.train.methods import METHODS, build_trainer
 
     run = plan.run
-    assert plan.args is not None, "setup() builds the SFTConfig"
+    assert plan.args is not None, "setup() builds the method's config"
     if (done := finished_step(plan)) is not None:
         return already_complete(plan, folder, done)
     print(f"model: {run.model.name_or_path} (quantization {run.model.quantization}, {device_kind()}, "
@@ -313,11 +275,11 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
         print(note, flush=True)
     # The watching callbacks first: the samples' answers are evaluation time, left out of tokens/s by
     # RunCallback's clock pause in on_evaluate, which must come after them.
-    trainer = SFTTrainer(model=model, args=plan.args, train_dataset=plan.examples.train,
-                         eval_dataset=plan.examples.eval, processing_class=plan.tokenizer,
-                         peft_config=lora_config(run.lora),
-                         callbacks=[*watch.callbacks(plan, folder),
-                                    RunCallback(folder, stopper, last_logged_step=last_step)])
+    method = METHODS[run.method.name]
+    if method.name != "sft":   # DPO/KTO's reference: this model with the adapter off (train/methods.py)
+        print(f"method: {method.name} ({method.trainer.split(':')[1]})", flush=True)
+    trainer = build_trainer(plan, model, [*watch.callbacks(plan, folder),
+                                          RunCallback(folder, stopper, last_logged_step=last_step, method=method)])
     trainer.remove_callback(PrinterCallback)  # it prints each log as a dict; RunCallback prints a readable line
     check_count(plan, trainer.model)
     if distributed.world_size() > 1 and distributed.is_main():  # what accelerate made of training.strategy
@@ -330,7 +292,7 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     if distributed.world_size() > 1:  # every rank takes part (FSDP gathers the shards); rank 0 writes
         trainer.save_model(str(folder.adapter_dir))
     else:
-        trainer.model.save_pretrained(folder.adapter_dir)  # type: ignore[union-attr, operator]  # Trainer types .model as any Module; here it is PEFT's model
+        trainer.model.save_pretrained(folder.adapter_dir)  # PEFT's model: the adapter alone
         plan.tokenizer.save_pretrained(folder.adapter_dir)
     early = watch.stopped_early(trainer, result, folder)   # its line in train.log, stopped_early in status
     state = "completed" if result.global_step >= trainer.state.max_steps or early else "cancelled"

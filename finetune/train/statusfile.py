@@ -141,6 +141,8 @@ def metrics_record(record: dict) -> dict | None:
     step = record.get("step")
     if "step" in record and not _is_kind(step, "count"):
         return None
-    bad = [k for k in METRIC_NUMBERS if record.get(k) is not None
+    # Every value but the step is a number: the known ones (METRIC_NUMBERS) and each method's own, under TRL's
+    # names (rewards/margins, reward, kl...: finetune/train/methods.py).
+    bad = [k for k in record if k != "step" and record[k] is not None
            and (isinstance(record[k], bool) or not isinstance(record[k], (int, float)))]
     return {k: v for k, v in record.items() if k not in bad} if bad else record

@@ -1,0 +1,127 @@
+"""The `method` section: how the adapter learns. `sft` (the default) imitates examples; `dpo`, `kto` and `orpo`
+learn from preferences; `grpo` generates answers and learns from rewards (finetune/runfile/rewards.py).
+
+Settings keep TRL's own names (trl.DPOConfig, KTOConfig, GRPOConfig, trl.experimental.orpo.ORPOConfig).
+Each belongs to some methods only: given under another it is an error naming the key. A setting left out
+takes TRL's documented default for the chosen method (TRL 1.16), filled in by `settle` so run.yaml says what
+ran. A leaf of the run file: no TRL import (counting must not wait seconds for it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from finetune.runfile.rewards import Rewards
+from finetune.runfile.validators import Choice, Int, Num, OrNull, Str, show
+
+NAMES = ("sft", "dpo", "kto", "orpo", "grpo")
+
+# TRL 1.16's defaults, per method, for the settings each takes (read from its config classes).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "sft": {},
+    "dpo": {"beta": 0.1, "loss_type": "sigmoid"},
+    "kto": {"beta": 0.1, "loss_type": "kto", "desirable_weight": 1.0, "undesirable_weight": 1.0},
+    "orpo": {"beta": 0.1, "max_completion_length": None},
+    "grpo": {"beta": 0.0, "loss_type": "dapo", "num_generations": 8, "max_completion_length": 512,
+             "temperature": 1.0, "top_p": 1.0, "rewards": []},
+}
+LOSS_TYPES = {
+    "dpo": ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+            "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+    "grpo": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+}
+# The data format (finetune/data/registry.py) each method trains on; sft takes any of the four SFT formats.
+DATA_FORMATS = {"sft": ("chat", "prompt_completion", "alpaca", "text"), "dpo": ("preference",),
+                "orpo": ("preference",), "kto": ("unpaired_preference",), "grpo": ("prompt_only", "prompt_completion")}
+
+
+def _setting(default, help: str, check):
+    # schema.setting's shape (schema imports this module)
+    if isinstance(default, list):
+        return field(default_factory=list, metadata={"help": help, "check": check})
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def _for(*methods: str) -> str:
+    return f" ({', '.join(methods)})"
+
+
+@dataclass
+class MethodSection:
+    name: str = _setting("sft", "How the adapter learns: `sft` imitates the examples; `dpo` (Direct Preference "
+                         "Optimization) and `orpo` (Odds Ratio Preference Optimization, from trl.experimental in "
+                         "TRL 1.16, no reference model) learn from prompt/chosen/rejected pairs; `kto` from answers "
+                         "labelled good or bad (prompt/completion/label); `grpo` generates num_generations answers "
+                         "per prompt and learns from method.rewards. `data: {path: demo}` picks the method's demo "
+                         "data.", Choice(*NAMES))
+    beta: float | None = _setting(None, "How far the adapter may move from the base model: the KL weight of "
+                                  "DPO/KTO (default 0.1) and GRPO (default 0.0: no KL term, no reference pass), "
+                                  "ORPO's weight of its odds-ratio term (lambda in the paper, default 0.1); "
+                                  "0 to 1,000." + _for("dpo", "kto", "orpo", "grpo"), OrNull(Num(ge=0, le=1000)))
+    loss_type: str | None = _setting(None, "TRL's loss variant: DPO `sigmoid` (default), `ipo`, `hinge`, "
+                                     "`robust`, `apo_zero`...; KTO `kto` (default) or `apo_zero_unpaired`; GRPO "
+                                     "`dapo` (default), `grpo`, `dr_grpo`, `bnpo`..." + _for("dpo", "kto", "grpo"),
+                                     OrNull(Str(nonempty=True)))
+    desirable_weight: float | None = _setting(None, "Weight of the loss on answers labelled good (default 1.0); "
+                                              "raise it when they are rarer than bad ones." + _for("kto"),
+                                              OrNull(Num(gt=0, le=1000)))
+    undesirable_weight: float | None = _setting(None, "Weight of the loss on answers labelled bad (default 1.0)."
+                                                + _for("kto"), OrNull(Num(gt=0, le=1000)))
+    num_generations: int | None = _setting(None, "Answers generated per prompt, 2 to 256 (default 8); rewards are "
+                                           "compared within each group. The generation batch (batch size x "
+                                           "gradient_accumulation_steps) must be a multiple of it." + _for("grpo"),
+                                           OrNull(Int(ge=2, le=256)))
+    max_completion_length: int | None = _setting(None, "Most tokens of an answer: generated by GRPO (default 512), "
+                                                 "kept by ORPO (default: no limit but data.max_length); 1 to "
+                                                 "1,048,576." + _for("orpo", "grpo"), OrNull(Int(ge=1, le=1_048_576)))
+    temperature: float | None = _setting(None, "Sampling temperature of the generated answers (default 1.0), above "
+                                         "0, at most 100." + _for("grpo"), OrNull(Num(gt=0, le=100)))
+    top_p: float | None = _setting(None, "Nucleus sampling of the generated answers: keep the most likely tokens "
+                                   "whose probabilities add up to this (default 1.0: all)." + _for("grpo"),
+                                   OrNull(Num(gt=0, le=1)))
+    rewards: list = _setting([], "What GRPO maximises: a list of rewards, each {type, weight (default 1)} plus its "
+                             "own keys: `contains` {text}, `regex` {pattern} (1 if the answer matches, matched in "
+                             "bounded time), `exact_match` {column} (the answer equals that data column, ignoring "
+                             "case and spacing), `length` {max_tokens} (1 up to max_tokens, falling after), `format` "
+                             "{tags: [think, answer]} (each tag opened and closed, in order), `python` {path, "
+                             "function} (your own function; runs your code, so a Space refuses it unless its host "
+                             "sets FINETUNE_ALLOW_REMOTE_CODE=1). Each is logged as rewards/<name>/mean."
+                             + _for("grpo"), Rewards())
+
+
+def settle(method: MethodSection) -> list[str]:
+    """The method's own checks, then TRL's defaults filled in for what was left out. Returns the problems,
+    one line each naming the key: a setting of another method, a loss_type of another method, no rewards."""
+    name, defaults = method.name, DEFAULTS[method.name]
+    out = []
+    for key in (k for k in DEFAULTS["grpo"] | DEFAULTS["kto"] | DEFAULTS["orpo"] if k not in defaults):
+        value = getattr(method, key)
+        if value is not None and value != []:
+            takes = ", ".join(m for m in NAMES if key in DEFAULTS[m])
+            out.append(f"method.{key}: a setting of {takes}, not of {name}; remove it or change method.name")
+    if name in LOSS_TYPES and method.loss_type is not None and method.loss_type not in LOSS_TYPES[name]:
+        out.append(f"method.loss_type: {name} takes one of {', '.join(LOSS_TYPES[name])}, got {show(method.loss_type)}")
+    if name == "grpo" and not method.rewards:
+        out.append("method.rewards: grpo needs at least one reward, e.g. [{type: contains, text: \"...\"}]")
+    if out:
+        return out
+    for key, default in defaults.items():
+        if getattr(method, key) is None:
+            setattr(method, key, default)
+    return []
+
+
+def as_dict(method: MethodSection) -> dict | None:
+    """What run.yaml holds: the name and the settings the method takes (None for sft with nothing else, so an
+    SFT run file is written exactly as before the section existed)."""
+    if method.name == "sft":
+        return None
+    return {"name": method.name, **{k: getattr(method, k) for k in DEFAULTS[method.name]}}
+
+
+def data_problems(method: str, packing: bool) -> list[str]:
+    if packing and method != "sft":
+        return [f"data.packing: only for sft; {method} compares whole answers, so it cannot pack them"]
+    return []
