@@ -18,4 +18,9 @@ Each test reproduces a defect found by a red-team pass (issue #7) and failed bef
 | the runs folder served to anyone (logs, uploads)    | app.py blocked_paths, ui/downloads.py        | test_file_route, test_downloads |
 | anyone filling the disk through Gradio's uploads   | ui/upload_gate.py                            | test_upload_route   |
 | made-up file paths or URLs in events flooding the log | ui/page.py                                | test_log_flood      |
+| a regex that backtracks forever freezing the app   | model/patterns.py (bounded helper processes) | test_patterns       |
+| 1e100 as a step count, 1.5 as a batch size         | runfile/validators.py Int (every bound said) | test_numbers        |
+| an Axolotl key that crashes the importer           | runfile/importers.py                         | test_import_keys    |
+| a 1 MB prompt, a caller who left, a blocked queue  | adapter/generate.py, adapter/service.py      | test_generate_limits |
+| the CLI pushing with the Space's HF_TOKEN          | adapter/hub.py, adapter/cli.py               | test_cli_token      |
 """
