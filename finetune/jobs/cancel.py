@@ -36,6 +36,12 @@ def request(folder: RunFolder) -> None:
     (folder.path / CANCEL_MARK).touch()
 
 
+def clear(folder: RunFolder) -> None:
+    """Forget an earlier job's stop request: a run resumed within a second of its cancel otherwise read as
+    stopping (requested_at's slack), and its page disabled Cancel."""
+    (folder.path / CANCEL_MARK).unlink(missing_ok=True)
+
+
 def graceful(folder: RunFolder, status: dict, pid: int) -> bool:
     """Ask the job to stop after its step, once; False when a stop was asked already (nothing is sent)."""
     if requested_at(folder, status) is not None:

@@ -163,6 +163,7 @@ class JobManager:
                 raise RunFileError(f"resume: run {run_id} saved no checkpoint-N folder to go on from")
             folder.write_status(state="queued", resume=True, error=None, forced=None, finished_at=None,
                                 submitted_at=time.time())
+            stopping.clear(folder)   # the cancel that ended the last job is not a request to stop this one
             self._settled.discard(run_id)
         self.poll()
         return self.status(run_id)

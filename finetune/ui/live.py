@@ -133,7 +133,7 @@ def wire_live(ui, jobs) -> None:
         """What the watch panel shows for one run (or none). `data_key` changes when the curves do, `key`
         when anything shown does (the progress line's seconds too)."""
         if not run_id:
-            text = "No run yet: configure one above and press **Launch training**."
+            text = "No run yet: configure one in the form and press **Launch training**."
             return {"key": ["none"], "data_key": ["none"], "curves": None,
                     "settings": plots.loss_settings(None, 0, False), "progress": text, "log": "",
                     "state": None, "resumable": False, "adapter": None, "stopping": False, "samples": []}

@@ -120,3 +120,19 @@ def test_the_page_offers_force_stop_only_once_the_graceful_stop_is_overdue(tmp_p
         assert answer[button].visible is False and jobs.status(run_id)["forced"] is True
     finally:
         jobs.shutdown()
+
+
+def test_a_run_resumed_right_after_its_cancel_is_not_stopping(manager, tmp_path):
+    """The cancel that ended the last job left its mark; a job resumed within a second of it read as
+    'stopping' (the mark's one-second slack), and the page disabled its Cancel button."""
+    # The job: a process that waits, standing in for the resumed training (the manager runs what it is told).
+    jobs = manager(command=[sys.executable, "-c", "import time, sys; time.sleep(60)"])
+    folder = RunFolder(tmp_path / "runs" / "r1")
+    (folder.path / "checkpoint-2").mkdir(parents=True)
+    folder.run_yaml.write_text(demo_run(4))
+    folder.write_status(state="cancelled", step=2, max_steps=4, submitted_at=time.time())
+    (folder.path / ".cancel-requested").touch()   # the cancel that just ended it
+    jobs.resume("r1")
+    status = wait_for(lambda: (s := jobs.status("r1"))["state"] == "running" and s, 30, "the resumed job to start")
+    assert not status["stopping"], status
+    assert jobs.cancel("r1")["stopping"]   # and Cancel still works on it
