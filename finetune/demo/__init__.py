@@ -4,8 +4,9 @@ stands for them."""
 
 from pathlib import Path
 
-from finetune.runfile import DEMO
-
+# The name that stands for the built-in demo model and dataset. Defined here, at the bottom of the import
+# graph, so that the run file (its default), the model and the data can all resolve it (ARCHITECTURE.md).
+DEMO = "demo"
 HERE = Path(__file__).parent
 MODEL_DIR = HERE / "model"          # config.json, model.safetensors, tokenizer files with a chat template
 DATA_FILE = HERE / "data" / "train.jsonl"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.data.registry import NAMES as FORMAT_NAMES
+from finetune.demo import DEMO
 from finetune.errors import RunFileError
 from finetune.runfile.evaluation import SamplesSection, evaluation_problems
 from finetune.runfile.limits import MAX_NODES, count_values
@@ -38,7 +39,6 @@ from finetune.runfile.validators import (
 )
 
 ALL_LINEAR = "all-linear"  # PEFT's shorthand for every Linear but the output layer; PEFT reads it in any case
-DEMO = "demo"  # the name that stands for the built-in demo model and dataset (finetune/demo/)
 
 
 def setting(default, help: str, check, **kw):
