@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from finetune.data.files import columns_of, columns_shown, from_rows, load_raw
-from finetune.data.registry import BY_NAME, FORMATS, from_sharegpt
 from finetune.errors import DataError
 from finetune.runfile import DataSection, RunConfig
+from finetune.runfile.data_formats import BY_NAME, FORMATS, from_sharegpt
 from finetune.runfile.method import DATA_FORMATS
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import yaml
 
-from finetune.data.registry import BY_NAME
 from finetune.demo import resolve_data, resolve_model
 from finetune.runfile import ALL_LINEAR, RunConfig, axolotl, dump_yaml
+from finetune.runfile.data_formats import BY_NAME
 from finetune.runfile.method import DATA_FORMATS
 from finetune.runfile.parallel import LAUNCH_FIELDS
 

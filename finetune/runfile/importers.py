@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from finetune.data.registry import FORMATS
 from finetune.errors import RunFileError
 from finetune.runfile import ALL_LINEAR, DEMO, SECTIONS, axolotl
+from finetune.runfile.data_formats import FORMATS
 from finetune.runfile.validators import show
 
 # Axolotl keys that belong to the composed fields (read by code below), and keys with nothing to carry.

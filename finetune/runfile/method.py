@@ -32,7 +32,7 @@ LOSS_TYPES = {
     "kto": ("kto", "apo_zero_unpaired"),
     "grpo": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
 }
-# The data format (finetune/data/registry.py) each method trains on; sft takes any of the four SFT formats.
+# The data format (finetune/runfile/data_formats.py) each method trains on; sft takes any of the four SFT formats.
 DATA_FORMATS = {"sft": ("chat", "prompt_completion", "alpaca", "text"), "dpo": ("preference",),
                 "orpo": ("preference",), "kto": ("unpaired_preference",), "grpo": ("prompt_only", "prompt_completion")}
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.data.registry import NAMES as FORMAT_NAMES
 from finetune.demo import DEMO
 from finetune.errors import RunFileError
+from finetune.runfile.data_formats import NAMES as FORMAT_NAMES
 from finetune.runfile.evaluation import SamplesSection, evaluation_problems
 from finetune.runfile.limits import MAX_NODES, count_values
 from finetune.runfile.method import MethodSection, as_dict, data_problems, settle

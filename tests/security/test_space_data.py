@@ -86,7 +86,7 @@ def test_a_large_folder_is_refused_after_a_bounded_look(tmp_path):
 
 def test_data_errors_describe_the_shape_never_the_values(write_jsonl):
     from finetune.data.formats import check_rows
-    from finetune.data.registry import check_turns
+    from finetune.runfile.data_formats import check_turns
 
     problem = check_turns([{"role": "user", "text": "MY SECRET DIAGNOSIS"}], "messages")
     assert "SECRET" not in problem and "keys role, text" in problem

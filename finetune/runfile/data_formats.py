@@ -3,7 +3,9 @@ checked, how it becomes one of the shapes TRL's SFTTrainer takes, and its name i
 
 Everything else reads this table: the run file's `data.format` choices, `auto` detection (records are tried
 in order), the UI's dropdown, the Axolotl export and import. A new format is one new record here.
-A leaf module: it imports nothing of the project, so the run file's schema can take its names.
+A leaf module of the run file's package: the run file's schema, export and import take its names and records,
+and finetune.data (which reads a run file) checks and converts rows with them (ARCHITECTURE.md: data imports
+runfile, never the reverse).
 """
 
 from __future__ import annotations
