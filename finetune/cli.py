@@ -91,8 +91,8 @@ def cmd_export(args) -> int:
     from finetune.runfile.export import export
 
     run = load_run(args.run)
-    if args.to == "accelerate":  # the cluster form of a multi-device run (finetune/runfile/export_accelerate.py)
-        from finetune.runfile.export_accelerate import to_accelerate
+    if args.to == "accelerate":  # the cluster form of a multi-device run (finetune/train/export_accelerate.py)
+        from finetune.train.export_accelerate import to_accelerate
 
         print(to_accelerate(run, args.run, args.num_machines, args.machine_rank, args.main_process_ip,
                             args.main_process_port), end="")

@@ -24,8 +24,8 @@ from finetune.errors import RunFileError
 from finetune.jobs import JobManager, slots
 from finetune.runfile import parse_run
 from finetune.runfile.export import export
-from finetune.runfile.export_accelerate import accelerate_config, to_accelerate
 from finetune.train import distributed, launch
+from finetune.train.export_accelerate import accelerate_config, to_accelerate
 from finetune.train.runfolder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]

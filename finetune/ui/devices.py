@@ -57,7 +57,7 @@ def build(form: dict, values: dict, gpus: int | None = None) -> SimpleNamespace:
 
 def export_text(values: dict, extra: dict, info: dict, machines) -> str:
     """The form's run as `python -m finetune export run.yaml --to accelerate` prints it, or its problems."""
-    from finetune.runfile.export_accelerate import to_accelerate
+    from finetune.train.export_accelerate import to_accelerate
     from finetune.ui.panel import form_run
 
     _, run, problems = form_run(values, extra, info)

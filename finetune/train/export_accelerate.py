@@ -3,6 +3,9 @@ nodes), with accelerate's own launcher: its config file (as `accelerate config` 
 each machine runs. The run file is used unchanged: every process is `python -m finetune.train RUN`, and
 the job takes its strategy from training.strategy, exactly as on one machine; the config tells accelerate the
 same, so `accelerate launch` prepares the same plugin.
+
+In finetune/train beside the one-machine launch (launch.py), not in the run file's package: it needs the
+dtype rule of finetune.model.dtypes, and the run file sits below the model (ARCHITECTURE.md).
 """
 
 from __future__ import annotations
