@@ -16,6 +16,9 @@ from __future__ import annotations
 import json
 import sys
 
+from finetune.errors import RunFileError
+
+EXIT_OK, EXIT_FAILED = 0, 1   # 2, invalid input, is finetune.cli's answer to the RunFileError raised here
 EXAMPLE = "lora.r=4,8,16"
 
 
@@ -39,7 +42,6 @@ def say(line: str) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from finetune.cli import EXIT_FAILED, EXIT_OK, report
     from finetune.jobs.ranking import rank_folders
     from finetune.jobs.sweep import folder_problems, model_problems, train_in_turn
     from finetune.runfile import read_file
@@ -48,7 +50,7 @@ def cmd_sweep(args) -> int:
 
     combos = plan_sweep(read_file(args.run), args.vary, args.out)   # RunFileError: main() reports it, exit 2
     if args.launch and (problems := folder_problems(combos) + model_problems(combos)):
-        return report(problems)
+        raise RunFileError(problems)   # finetune.cli.main reports each line, exit 2 (this package never imports the CLI)
     files = write_sweep(combos, args.out, args.run)
     if not args.launch:
         if args.json:
