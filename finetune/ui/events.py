@@ -24,7 +24,7 @@ import gradio as gr
 
 from finetune.errors import RunFileError
 from finetune.runfile import DEMO, overlay
-from finetune.ui import memory_view, render
+from finetune.ui import memory_view, method_view, render
 from finetune.ui.form import FORM_KEYS, extra_of
 from finetune.ui.guard import refusals, require, user_error
 from finetune.ui.panel import (
@@ -169,6 +169,8 @@ def preset_run(current: dict, preset: dict) -> dict:
     for section, key in KEPT_BY_PRESETS:
         if key in (current.get(section) or {}):
             base.setdefault(section, {})[key] = current[section][key]
+    if "method" not in preset and isinstance(current.get("method"), dict):
+        base["method"] = current["method"]   # a LoRA preset keeps how it learns; dpo.yaml and the like set it
     return overlay(base, preset)
 
 
@@ -178,6 +180,7 @@ def wire_configure(ui: SimpleNamespace, jobs) -> None:
     locked = ui.locked = SessionLocks()   # live.py's Launch takes it too
     then_text = text_follower(ui, locked)
     wire_fields(ui, locked, then_text)
+    method_view.wire(ui, locked, count_outputs(ui), then_text)   # the method, its settings and rewards
     memory_view.wire(ui, locked, count_outputs(ui), then_text)   # the "apply the fix" button (ui/memory_view.py)
     wire_fills(ui, jobs, locked, then_text)
     wire_data(ui, jobs, locked)
@@ -204,8 +207,8 @@ def wire_fields(ui: SimpleNamespace, locked: SessionLocks, then_text: Callable[[
     """Each widget's own event: its value into the state, and the new count back."""
     count_out, state = count_outputs(ui), state_of(ui)
     for key, widget in ui.form.items():
-        if key in MODEL_KEYS or key in ("ui.targets", "ui.all_linear"):
-            continue   # these have their own handlers below
+        if key in MODEL_KEYS or key in ("ui.targets", "ui.all_linear") or key in method_view.OWN:
+            continue   # these have their own handlers (below; ui/method_view.py)
         triggers = [widget.blur, widget.submit] if key in ON_LEAVE else [widget.change]
         event = gr.on(triggers, field_handler(key, locked, ui), [widget, *state], [ui.values, *count_out],
                       trigger_mode="always_last", **FAST)
@@ -232,7 +235,8 @@ def wire_fields(ui: SimpleNamespace, locked: SessionLocks, then_text: Callable[[
 
 def fill_outputs(ui: SimpleNamespace) -> list:
     """What filling the form may change: every widget, the state, the model's note and the count."""
-    return [*(ui.form[k] for k in FORM_KEYS), *state_of(ui), ui.model_note, *count_outputs(ui)]
+    return [*(ui.form[k] for k in FORM_KEYS), *state_of(ui), ui.model_note, *count_outputs(ui),
+            *method_view.outputs(ui)]
 
 
 def fill(ui: SimpleNamespace, raw: dict, values: dict, info_before: dict) -> dict:
@@ -247,6 +251,7 @@ def fill(ui: SimpleNamespace, raw: dict, values: dict, info_before: dict) -> dic
     values.update(form_values(raw, info), **kept)
     extra = extra_of(raw)
     widgets = {ui.form[k]: update for k, update in widget_updates(values, info, before, info_before).items()}
+    widgets.update(method_view.updates(ui, values, before))   # the method's widgets show for their method only
     return {**widgets, ui.values: values, ui.extra: extra, ui.model_info: info, ui.model_note: info["note"],
             **count_view(ui, values, extra, info)}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from finetune.runfile import ALL_LINEAR
+from finetune.runfile.method import DEFAULTS
 
 RUN_KEYS = [
     "model.name_or_path", "model.quantization", "model.revision", "model.trust_remote_code",
@@ -25,14 +26,20 @@ RUN_KEYS = [
     "training.devices", "training.strategy",
 ]
 TARGET_KEYS = ["ui.targets", "ui.all_linear", "ui.target_regex"]
-FORM_KEYS = RUN_KEYS + TARGET_KEYS
+# The method section: its name, each method's settings (a widget each, shown for the methods that take it,
+# finetune.runfile.method.DEFAULTS) and GRPO's rewards as table rows (rewards_to_rows). Only the chosen
+# method's settings go into the run file; an sft run has no method section at all.
+METHOD_SETTINGS = ["method.beta", "method.loss_type", "method.desirable_weight", "method.undesirable_weight",
+                   "method.num_generations", "method.max_completion_length", "method.temperature", "method.top_p"]
+METHOD_KEYS = ["method.name", *METHOD_SETTINGS, "method.rewards"]
+FORM_KEYS = RUN_KEYS + TARGET_KEYS + METHOD_KEYS
 
 LIST_KEYS = {"lora.modules_to_save"}                  # a comma-separated text box <-> a list of names
 INDEX_KEYS = {"lora.layers_to_transform"}             # "0, 2, 4" <-> [0, 2, 4]
 OPTIONAL_TEXT_KEYS = {"model.revision", "hub.repo_id"} | LIST_KEYS | INDEX_KEYS   # empty box <-> null
 WHOLE_NUMBER_KEYS = {"lora.r", "data.max_length", "training.max_steps", "training.per_device_train_batch_size",
                      "training.gradient_accumulation_steps", "training.logging_steps", "training.save_steps",
-                     "training.seed"}
+                     "training.seed", "method.num_generations", "method.max_completion_length"}
 
 
 def split_names(text) -> list[str]:
@@ -109,7 +116,31 @@ def form_to_run(values: dict, extra: dict | None, all_linear_names) -> dict:
     if "ui.targets" in values:
         lora["target_modules"] = target_modules(values["ui.targets"], values.get("ui.all_linear"),
                                                 values.get("ui.target_regex"), all_linear_names)
+    if "method.name" in values:
+        rest = run.pop("method", None)   # what the form has no widget for: an unknown key stays, for the check
+        method = method_section(values)
+        if not isinstance(rest, dict) and rest is not None:
+            run["method"] = rest
+        elif method is not None or rest:
+            run["method"] = {**(rest or {}), **(method or {"name": "sft"})}
     return run
+
+
+def method_section(values: dict) -> dict | None:
+    """The run file's method section for the form's values: the name and the settings that method takes (a
+    hidden widget's value for another method stays out, so switching methods leaves nothing behind); None for
+    sft, whose run file is written as before methods existed."""
+    name = values.get("method.name") or "sft"
+    if name == "sft":
+        return None
+    out = {"name": name}
+    for key in (k for k in METHOD_SETTINGS if k.split(".", 1)[1] in DEFAULTS.get(name, {})):
+        value = widget_to_run_value(key, values.get(key))
+        if value is not None and value != "":
+            out[key.split(".", 1)[1]] = value
+    if "rewards" in DEFAULTS.get(name, {}):
+        out["rewards"] = rows_to_rewards(values.get("method.rewards") or [])
+    return out
 
 
 def run_to_form(run: dict, all_linear_names) -> dict:
@@ -120,12 +151,87 @@ def run_to_form(run: dict, all_linear_names) -> dict:
         if name in (run.get(section) or {}):
             out[key] = run_value_to_widget(key, run[section][name])
     out.update(target_widgets((run.get("lora") or {}).get("target_modules", ALL_LINEAR), all_linear_names))
+    method = run.get("method") if isinstance(run.get("method"), dict) else {}
+    out["method.name"] = method.get("name") or "sft"
+    for key in METHOD_SETTINGS:
+        out[key] = method.get(key.split(".", 1)[1])
+    out["method.rewards"] = rewards_to_rows(method.get("rewards") or [])
     return out
+
+
+# --- GRPO's rewards as a table: one row each, [type, argument, weight] ---
+
+REWARD_COLUMNS = ["type", "argument", "weight"]
+# The one argument each reward type takes, as the table's second column writes it (finetune/runfile/rewards.py).
+REWARD_ARGUMENTS = {"contains": "text", "regex": "pattern", "exact_match": "column", "length": "max_tokens",
+                    "format": "tags, comma-separated", "python": "path.py:function"}
+
+
+def rewards_to_rows(rewards) -> list[list]:
+    """method.rewards -> table rows. A python reward's argument is `path:function`, a format's its tags."""
+    rows = []
+    for reward in rewards if isinstance(rewards, list) else []:
+        if not isinstance(reward, dict):
+            continue
+        kind = str(reward.get("type") or "")
+        if kind == "python":
+            argument = f"{reward.get('path', '')}:{reward.get('function', '')}"
+        elif kind == "format":
+            tags = reward.get("tags") or []
+            argument = ", ".join(map(str, tags)) if isinstance(tags, list) else str(tags)
+        else:
+            key = REWARD_ARGUMENTS.get(kind, "")
+            argument = "" if reward.get(key) is None else str(reward.get(key))
+        rows.append([kind, argument, reward.get("weight", 1.0)])
+    return rows
+
+
+def _blank(cell) -> bool:
+    return cell is None or (isinstance(cell, float) and cell != cell) or not str(cell).strip()
+
+
+def rows_to_rewards(rows) -> list[dict]:
+    """Table rows -> method.rewards. Blank rows are skipped; anything else is passed on as typed, so the run
+    file's check names the row and key (`method.rewards[1].type: must be one of ...`)."""
+    out = []
+    for row in rows or []:
+        cells = [*list(row), None, None, None][:3]
+        if all(_blank(c) for c in cells):
+            continue
+        kind, argument, weight = ("" if _blank(cells[0]) else str(cells[0]).strip(),
+                                  "" if _blank(cells[1]) else str(cells[1]), cells[2])
+        reward: dict = {"type": kind}
+        if kind in ("contains", "regex") and argument:
+            reward[REWARD_ARGUMENTS[kind]] = argument   # as typed: its spaces can matter
+        elif kind == "exact_match" and argument.strip():
+            reward["column"] = argument.strip()
+        elif kind == "length" and argument.strip():
+            reward["max_tokens"] = int(argument) if argument.strip().isdigit() else argument.strip()
+        elif kind == "format" and argument.strip():
+            reward["tags"] = split_names(argument)
+        elif kind == "python" and argument.strip():
+            path, colon, function = argument.strip().rpartition(":")
+            reward.update({"path": path, "function": function} if colon else {"path": argument.strip()})
+        if not _blank(weight):
+            reward["weight"] = _number(weight)
+        out.append(reward)
+    return out
+
+
+def _number(value):
+    """A weight cell: a number, or its text as typed (the check names it)."""
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return str(value).strip()
 
 
 def extra_of(run: dict) -> dict:
     """The part of a run dict the form has no widget for."""
-    covered = {tuple(k.split(".", 1)) for k in RUN_KEYS} | {("lora", "target_modules"), ("training", "output_dir")}
+    covered = {tuple(k.split(".", 1)) for k in RUN_KEYS + METHOD_KEYS} | {("lora", "target_modules"),
+                                                                          ("training", "output_dir")}
     out = {}
     for section, body in run.items():
         if not isinstance(body, dict):

@@ -15,9 +15,9 @@ from typing import Any
 import gradio as gr
 
 from finetune import space
-from finetune.data.registry import FORMATS
 from finetune.runfile import DEMO, SECTIONS, field_help
-from finetune.ui import access, devices, memory_view, playground, plots, samples_view, sweep_view
+from finetune.runfile.data_formats import FORMATS
+from finetune.ui import access, devices, memory_view, method_view, playground, plots, samples_view, sweep_view
 from finetune.ui.runs import RUNS_COLUMNS
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
@@ -90,6 +90,7 @@ def build_layout(initial: dict) -> SimpleNamespace:
             header(ui)
             ui.form.update(model_section(ui, d, info))
             ui.form.update(lora_section(d, info))
+            ui.form.update(method_view.build(ui, d))   # sft | dpo | kto | orpo | grpo and its settings
             ui.form.update(data_section(ui, d))
             ui.form.update(training_section(d))
             ui.devices = devices.build(ui.form, initial["values"])   # training.devices / strategy, and the export

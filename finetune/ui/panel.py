@@ -15,7 +15,7 @@ from finetune.demo import RUN_FILE
 from finetune.errors import RunFileError
 from finetune.runfile import DEMO, RunConfig, dump_yaml, load_run
 from finetune.ui import access, memory_view, render
-from finetune.ui.form import FORM_KEYS, form_to_run, run_to_form
+from finetune.ui.form import FORM_KEYS, METHOD_KEYS, form_to_run, run_to_form
 
 
 def model_info(values: dict) -> dict:
@@ -113,6 +113,8 @@ def form_values(run: dict, info: dict) -> dict:
     for section, body in run.items():
         if isinstance(body, dict) and isinstance(full.get(section), dict):
             full[section].update(body)
+        elif section == "method" and isinstance(body, dict):   # absent from an sft run's dict
+            full[section] = dict(body)
     return run_to_form(full, info.get("all_linear", []))
 
 
@@ -121,6 +123,8 @@ def widget_updates(values: dict, info: dict, before: dict, info_before: dict) ->
     all of them, and answering their change events, would take the browser half a second)."""
     out = {}
     for key in FORM_KEYS:
+        if key in METHOD_KEYS:
+            continue   # their visibility follows the method too: finetune/ui/method_view.py
         value = values.get(key)
         if key not in values or (value == before.get(key) and (key != "ui.targets" or info == info_before)):
             continue
