@@ -89,11 +89,15 @@ def remote_code_allowed(env: Mapping[str, str] | None = None) -> bool:
 def policy_problems(run, env: Mapping[str, str] | None = None, uploads=None) -> list[str]:
     """What this server refuses in a run that is otherwise valid, one line each. `uploads`: the folder
     uploaded datasets are kept in (default: the runs directory's .uploads)."""
+    from finetune.train.rewards import code_problems
+
     out = server_path_problems(run, env, uploads)
     if run.model.trust_remote_code and not remote_code_allowed(env):
         out.append("model.trust_remote_code: true is turned off on this server (its host can allow it with "
                    "FINETUNE_ALLOW_REMOTE_CODE=1)")
-    return out
+    # A GRPO `python` reward runs the run file's own code, as trust_remote_code does: refused here, before
+    # launch, by the job's own rule (the job asks it again, for runs that come another way).
+    return out + code_problems(run, env)
 
 
 # ----- what a visitor may see and name on a Space -----
