@@ -73,9 +73,10 @@ def cmd_count(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from finetune.adapter.hub import push_when_done
     from finetune.train.job import main as train_main
 
-    return train_main(args.run, resume=args.resume)
+    return train_main(args.run, resume=args.resume, when_done=push_when_done)
 
 
 def cmd_presets(args) -> int:

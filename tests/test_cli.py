@@ -100,3 +100,13 @@ def test_cli_as_a_process_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2 and "Traceback" not in proc.stderr
+
+
+def test_train_hands_the_job_its_hub_push(monkeypatch):
+    # finetune.train never imports finetune.adapter (ARCHITECTURE.md): the CLI passes the push in.
+    from finetune.adapter.hub import push_when_done
+    from finetune.train import job
+
+    seen = {}
+    monkeypatch.setattr(job, "main", lambda run, resume=False, when_done=None: seen.update(when_done=when_done) or 0)
+    assert main(["train", "run.yaml"]) == 0 and seen["when_done"] is push_when_done

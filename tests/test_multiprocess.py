@@ -111,7 +111,8 @@ def test_launch_command_is_torchruns_own():
 
     args = torchrun.parse_args(launch.torchrun_args(2, "/runs/x/run.yaml", resume=True))
     assert args.nproc_per_node == "2" and args.standalone and args.module
-    assert args.training_script == "finetune.train" and args.training_script_args == ["/runs/x/run.yaml", "--resume"]
+    # Through the CLI, which hands the job its Hub push (finetune.train never imports finetune.adapter).
+    assert args.training_script == "finetune" and args.training_script_args == ["train", "/runs/x/run.yaml", "--resume"]
     assert launch.command(2, "r.yaml", False)[1:4] == ["-m", "torch.distributed.run", "--standalone"]
 
 
@@ -211,7 +212,7 @@ def test_accelerate_export_is_a_valid_config_with_the_cluster_command(tmp_path):
     assert (config.distributed_type, config.num_machines, config.num_processes) == ("FSDP", 2, 8)
     assert config.fsdp_config["fsdp_version"] == 2
     assert ("accelerate launch --config_file accelerate.yaml --num_machines 2 --machine_rank $MACHINE_RANK "
-            "--main_process_ip 10.0.0.1 -m finetune.train run.yaml") in text
+            "--main_process_ip 10.0.0.1 -m finetune train run.yaml") in text
     assert "--machine_rank $SLURM_NODEID" in text
     zero = accelerate_config(parse_run("training: {devices: 2, strategy: deepspeed, zero_stage: 3}"))
     assert zero["deepspeed_config"]["zero_stage"] == 3 and zero["num_processes"] == 2

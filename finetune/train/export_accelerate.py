@@ -1,6 +1,6 @@
 """`python -m finetune export RUN --to accelerate`: the same run on several machines (Slurm or any set of
 nodes), with accelerate's own launcher: its config file (as `accelerate config` writes it) and the command
-each machine runs. The run file is used unchanged: every process is `python -m finetune.train RUN`, and
+each machine runs. The run file is used unchanged: every process is `python -m finetune train RUN`, and
 the job takes its strategy from training.strategy, exactly as on one machine; the config tells accelerate the
 same, so `accelerate launch` prepares the same plugin.
 
@@ -76,7 +76,7 @@ def launch_command(run_path: str, config_file: str = "accelerate.yaml", machine_
         parts += ["--num_machines", str(num_machines), "--machine_rank", machine_rank,
                   "--main_process_ip", main_process_ip]
     quoted = " ".join(p if p.startswith("$") else shlex.quote(p) for p in parts)
-    return f"{quoted} -m finetune.train {shlex.quote(run_path)}"
+    return f"{quoted} -m finetune train {shlex.quote(run_path)}"
 
 
 def to_accelerate(run, run_path: str, num_machines: int = 1, machine_rank: int = 0,

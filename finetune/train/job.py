@@ -20,7 +20,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from finetune.errors import RunFileError
@@ -114,8 +116,6 @@ def fresh_demo_folder(run: RunConfig, run_path: str, resume: bool) -> str | None
     """The built-in demo run file (finetune/demo/run.yaml) is there to be run again and again: when its
     output_dir already holds a run, it trains into the next free numbered folder (runs/demo-2, ...) instead of
     refusing. Returns the note saying so, or None. Any other run file keeps the refusal: it protects work."""
-    from pathlib import Path
-
     from finetune.demo import RUN_FILE
 
     if resume or distributed.world_size() > 1 or Path(run_path).resolve() != RUN_FILE.resolve():
@@ -300,8 +300,10 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     return state
 
 
-def main(run_path: str, resume: bool = False) -> int:
-    """Exit code: 0 completed (or cancelled on request), 2 invalid input, 1 the job failed while running."""
+def main(run_path: str, resume: bool = False, when_done: Callable[[Path], object] | None = None) -> int:
+    """Exit code: 0 completed (or cancelled on request), 2 invalid input, 1 the job failed while running.
+    `when_done(folder)` runs on rank 0 once a run that asks for a Hub push (hub.repo_id) completed: the CLI
+    passes finetune.adapter.hub.push_when_done; this package never imports the adapter's (ARCHITECTURE.md)."""
     from finetune.train.launch import maybe_launch
     from finetune.train.stopping import Cancelled, Stopper
 
@@ -315,7 +317,7 @@ def main(run_path: str, resume: bool = False) -> int:
         print(f"run: {run_path}{', resuming from its last checkpoint' if resume else ''}; checking the settings, "
               "the model and the data", flush=True)
         code = maybe_launch(run_path, resume, stopper)  # devices > 1: this process launches the ranks
-        return run_job(run_path, resume, stopper) if code is None else code
+        return run_job(run_path, resume, stopper, when_done) if code is None else code
     except Cancelled as exc:
         print(f"cancelled ({exc}) before the job began: nothing was started", flush=True)
         outcome.cancelled_early(run_path)
@@ -326,7 +328,7 @@ def main(run_path: str, resume: bool = False) -> int:
             distributed.end_rank()
 
 
-def run_job(run_path: str, resume: bool, stopper) -> int:
+def run_job(run_path: str, resume: bool, stopper, when_done: Callable[[Path], object] | None = None) -> int:
     from finetune.train.stopping import Cancelled
 
     problems = []
@@ -353,10 +355,8 @@ def run_job(run_path: str, resume: bool, stopper) -> int:
             report_data(plan)
         state = train(plan, folder, stopper)
         write_status(state=state, finished_at=time.time())
-        if main_rank and state == "completed" and plan.run.hub.repo_id:
-            from finetune.adapter.hub import push_when_done
-
-            push_when_done(folder.path)   # never fails the run: the outcome goes to push.json and the log
+        if main_rank and state == "completed" and plan.run.hub.repo_id and when_done is not None:
+            when_done(folder.path)   # the push: never fails the run, its outcome goes to push.json and the log
         return 0
     except Cancelled as exc:
         print(f"cancelled ({exc}): stopped at once, before an adapter could be saved", flush=True)

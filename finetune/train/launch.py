@@ -31,7 +31,7 @@ SHUTDOWN_TIMEOUT_S = 60  # after a cancel, how long ranks get to finish the step
 def torchrun_args(n: int, run_path: str, resume: bool) -> list[str]:
     """torch.distributed.run's arguments for N ranks on this machine (a free port, found by its c10d store)."""
     return ["--standalone", "--nproc_per_node", str(n), "--shutdown-timeout", str(SHUTDOWN_TIMEOUT_S),
-            "-m", "finetune.train", run_path, *(["--resume"] if resume else [])]
+            "-m", "finetune", "train", run_path, *(["--resume"] if resume else [])]
 
 
 def command(n: int, run_path: str, resume: bool) -> list[str]:
