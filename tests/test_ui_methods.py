@@ -160,3 +160,85 @@ def test_a_python_reward_is_refused_on_a_space_unless_the_owner_allows_code(tmp_
     assert problems == [p for p in problems if p.startswith("method.rewards[1]:")] and len(problems) == 1
     assert access.policy_problems(run, {**space, "FINETUNE_ALLOW_REMOTE_CODE": "1"}, uploads=tmp_path) == []
     assert access.policy_problems(run, {}, uploads=tmp_path) == []   # locally: your own code
+
+
+# --- the method's curves ---
+
+def test_the_method_frame_leads_with_an_empty_row_per_series_and_picks_the_methods_curves():
+    series = {"rewards/margins": [[1, 0.1], [2, 0.3]], "rewards/accuracies": [[1, 0.5], [2, 1.0]],
+              "rewards/chosen": [[1, 0.0]], "kl": [[1, 0.2]]}
+    assert plots.method_series(series) == ["rewards/margins", "rewards/accuracies"]
+    frame = plots.method_frame(series)
+    assert frame["series"].tolist()[:2] == ["rewards/margins", "rewards/accuracies"]
+    assert frame["value"].isna().tolist()[:2] == [True, True] and len(frame) == 6
+    grpo = {"reward": [[1, 0.2]], "reward_std": [[1, 0.1]], "rewards/contains/mean": [[1, 0.2]]}
+    assert plots.method_series(grpo) == ["reward", "rewards/contains/mean"]
+    assert plots.method_series({}) == [] and plots.method_frame(None).empty
+
+
+def test_the_watch_poll_draws_the_method_curve_and_hides_it_for_sft(page, tmp_path):
+    """A DPO run folder written by hand: the data goes first, then the settings (visible, colours) alone."""
+    import json
+
+    ui, runs = page.ui, page.jobs.runs_dir
+    folder = runs / "dpo-by-hand"
+    folder.mkdir()
+    (folder / "run.yaml").write_text("model: {name_or_path: demo}\nmethod: {name: dpo}\n")
+    (folder / "status.json").write_text(json.dumps({"state": "running", "step": 2, "max_steps": 10}))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 0.7 - s / 10, "rewards/margins":
+                                                             s / 10, "rewards/accuracies": 0.5}) + "\n"
+                                                  for s in (1, 2)))
+    tick = wired(page, ui.timer, "tick", ui.loss_plot)
+    first = tick.fn("dpo-by-hand", None)
+    assert ui.method_plot in updated(page, tick, first)
+    assert set(first[ui.method_plot]["series"].dropna()) == {"rewards/margins", "rewards/accuracies"}
+    second = tick.fn("dpo-by-hand", first[ui.seen])
+    assert props(second[ui.method_plot])["visible"] is True
+    assert set(props(second[ui.method_plot])["color_map"]) == {"rewards/margins", "rewards/accuracies"}
+    nothing = tick.fn(None, second[ui.seen])
+    nothing = tick.fn(None, nothing[ui.seen]) if nothing != gr.skip() else nothing
+    assert props(nothing[ui.method_plot])["visible"] is False
+
+
+# --- the runs table, the compare view and the model card name the method ---
+
+def _run_folder(root, run_id: str, run_yaml: str):
+    import json
+
+    folder = root / run_id
+    folder.mkdir()
+    (folder / "run.yaml").write_text(run_yaml)
+    (folder / "status.json").write_text(json.dumps({"state": "completed", "step": 1, "max_steps": 1}))
+    (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.5}) + "\n")
+    return folder
+
+
+def test_the_runs_table_and_the_compare_diff_name_the_method(tmp_path):
+    from finetune.jobs import history
+    from finetune.ui.runs import compare_data, table
+
+    _run_folder(tmp_path, "sft-run", "model: {name_or_path: demo}\nlora: {r: 8}\n")
+    _run_folder(tmp_path, "dpo-run", "model: {name_or_path: demo}\nlora: {r: 8}\nmethod: {name: dpo, beta: 0.1}\n")
+    frame = table(history.summaries(tmp_path))
+    assert dict(zip(frame["run"], frame["method"], strict=True)) == {"sft-run": "sft", "dpo-run": "dpo"}
+    _, diff = compare_data(tmp_path, ["sft-run", "dpo-run"])
+    assert "- `method.name`: sft | dpo" in diff and "- `method.beta`: (unset) | 0.1" in diff
+
+
+def test_the_model_card_names_the_method_its_settings_and_rewards(tmp_path):
+    from finetune.adapter.card import render
+    from finetune.adapter.source import AdapterSource
+    from finetune.train.runfolder import RunFolder
+
+    folder = _run_folder(tmp_path, "grpo-run", "")
+    run = RunConfig.from_dict({"model": {"name_or_path": "demo"}, "method": {"name": "grpo", "num_generations": 4,
+                               "rewards": [{"type": "regex", "pattern": "a|b", "weight": 2}]}})
+    source = AdapterSource(RunFolder(folder), run, folder / "adapter", None, "completed")
+    text = render(source, "alice/grpo-adapter", has_plot=False)
+    line = next(li for li in text.splitlines() if li.startswith("| Method |"))
+    assert "GRPO (Group Relative" in line and "num_generations 4" in line and "temperature 1" in line
+    assert r"regex (pattern `a\|b`, weight 2)" in line and line.count(" | ") == 1   # the | escaped: one cell
+    assert "- grpo" in text.split("---")[1]   # the Hub's tags
+    sft = AdapterSource(RunFolder(folder), RunConfig.from_dict({"model": {"name_or_path": "demo"}}),
+                        folder / "adapter", None, "completed")
+    assert "| Method | SFT (supervised fine-tuning on the examples) |" in render(sft, "alice/x", has_plot=False)

@@ -1,7 +1,7 @@
 """The model card (README.md) that goes with a pushed adapter or merged model, and its loss-curve picture.
 
-It says what a reader needs to trust and reuse the result: the base model, the dataset, the exact number of
-trained parameters, the final and best loss with the curve, the library versions, the code that loads it,
+It says what a reader needs to trust and reuse the result: the base model, the dataset, how it learned (the
+method and its settings: SFT, or DPO's beta and loss, GRPO's rewards...), the exact number of trained parameters, the final and best loss with the curve, the library versions, the code that loads it,
 and the whole run file that reproduces it (`python -m finetune train run.yaml`).
 """
 
@@ -109,6 +109,36 @@ def describe_data(source: AdapterSource) -> str:
     return f"{what}, format `{data.format}`, up to {data.max_length} tokens per example"
 
 
+# How each method learns, for the card's reader.
+METHOD_WORDS = {"sft": "SFT (supervised fine-tuning on the examples)",
+                "dpo": "DPO (Direct Preference Optimization, on chosen/rejected pairs)",
+                "kto": "KTO (Kahneman-Tversky Optimization, on answers labelled good or bad)",
+                "orpo": "ORPO (Odds Ratio Preference Optimization, on chosen/rejected pairs)",
+                "grpo": "GRPO (Group Relative Policy Optimization: generated answers scored by rewards)"}
+
+
+def _cell(text) -> str:
+    """Text inside a Markdown table cell: a | would end the cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def describe_method(run) -> str:
+    """The method, its settings as run.yaml holds them (TRL's defaults filled in), and GRPO's rewards."""
+    from finetune.runfile.method import as_dict
+
+    method = as_dict(run.method)
+    if method is None:
+        return METHOD_WORDS["sft"]
+    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in method.items()
+                         if k not in ("name", "rewards") and v is not None)
+    text = METHOD_WORDS.get(method["name"], method["name"]) + (f"; {settings}" if settings else "")
+    rewards = []
+    for reward in method.get("rewards") or []:
+        args = ", ".join(f"{k} `{v}`" for k, v in reward.items() if k not in ("type", "weight"))
+        rewards.append(f"{reward['type']} ({args}, weight {reward.get('weight', 1.0):g})")
+    return _cell(text + (f"; rewards: {'; '.join(rewards)}" if rewards else ""))
+
+
 def loading_snippet(source: AdapterSource, repo_id: str, merged: bool) -> str:
     base = source.run.model.name_or_path
     base_ref = base if is_hub_id(base) else "path/to/the/base/model"
@@ -135,7 +165,7 @@ def render(source: AdapterSource, repo_id: str, merged: bool = False, has_plot: 
         base_model=base if is_hub_id(base) else None,
         datasets=[run.data.path] if is_hub_id(run.data.path) else None,
         pipeline_tag="text-generation",
-        tags=["lora", "sft", "lora-launchpad"] + (["merged"] if merged else ["peft"]),
+        tags=["lora", run.method.name, "lora-launchpad"] + (["merged"] if merged else ["peft"]),
     )
     summary = losses(source.folder.read_metrics())
     count = parameter_count(source)
@@ -145,6 +175,7 @@ def render(source: AdapterSource, repo_id: str, merged: bool = False, has_plot: 
              "| | |", "|---|---|",
              f"| Base model | {describe_model(base)}{' (trained in ' + run.model.quantization + ')' if run.model.quantization != 'none' else ''} |",
              f"| Dataset | {describe_data(source)} |",
+             f"| Method | {describe_method(run)} |",
              f"| LoRA | r {run.lora.r}, lora_alpha {run.lora.lora_alpha:g}, target_modules "
              f"`{run.lora.target_modules if isinstance(run.lora.target_modules, str) else ', '.join(run.lora.target_modules)}` |"]
     if count:

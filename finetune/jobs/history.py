@@ -146,6 +146,7 @@ def _read_summary(folder: RunFolder) -> dict:
         "run_id": folder.path.name, "state": status.get("state", "queued"),
         "model": model.get("name_or_path"), "quantization": model.get("quantization"),
         "r": lora.get("r"), "lora_alpha": lora.get("lora_alpha"), "targets": _targets(lora),
+        "method": section(conf, "method").get("name") or "sft",   # an sft run's run.yaml has no method section
         "trainable": _trainable(folder) if folder.run_yaml.is_file() else None,
         "last_loss": losses[-1] if losses else None, "best_loss": min(losses) if losses else None,
         "best_eval_loss": min((v for _, v in points["eval"]), default=None),

@@ -290,6 +290,11 @@ def watch_section(ui: SimpleNamespace) -> None:
     ui.loss_plot = gr.LinePlot(plots.loss_frame(None), x="step", y="loss", color="series", color_map=plots.COLORS,
                                colors_in_legend=["train"], x_axis_format=plots.X_FORMAT, title="Loss",
                                x_title="step", y_title="loss", color_title="", height=280, elem_id="loss-plot")
+    # The method's own curves (plots.method_settings shows it, for DPO/KTO/ORPO/GRPO runs only), colours and
+    # all set by the watch poll like the loss chart's.
+    ui.method_plot = gr.LinePlot(plots.method_frame(None), x="step", y="value", color="series",
+                                 x_axis_format=plots.X_FORMAT, title="Reward margin and accuracy", x_title="step",
+                                 y_title="value", color_title="", height=240, visible=False, elem_id="method-plot")
     ui.show_lr = gr.Checkbox(False, label="Show the learning rate", elem_id="show-lr")
     ui.lr_plot = gr.LinePlot(plots.lr_frame(None), x="step", y="learning_rate", x_axis_format=plots.X_FORMAT,
                              title="Learning rate", x_title="step", y_title="learning rate", height=220,

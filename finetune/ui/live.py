@@ -1,4 +1,5 @@
-"""Launch and watch: the Launch, Cancel and Resume buttons, the run selector, and the live loss curve.
+"""Launch and watch: the Launch, Cancel and Resume buttons, the run selector, the live loss curve and the method's
+own curves (#method-plot: a DPO run's reward margin, a GRPO run's rewards; hidden for SFT).
 
 Everything shown is read from the run folders, never from this session's memory, so a reload or a second
 browser shows the same run with its whole curve. A gr.Timer polls the selected run about every second; a
@@ -134,8 +135,9 @@ def wire_live(ui, jobs) -> None:
         when anything shown does (the progress line's seconds too)."""
         if not run_id:
             text = "No run yet: configure one in the form and press **Launch training**."
-            return {"key": ["none"], "data_key": ["none"], "curves": None,
-                    "settings": plots.loss_settings(None, 0, False), "progress": text, "log": "",
+            return {"key": ["none"], "data_key": ["none"], "curves": None, "series": None,
+                    "settings": plots.loss_settings(None, 0, False),
+                    "method_settings": plots.method_settings(None, None, 0), "progress": text, "log": "",
                     "state": None, "resumable": False, "adapter": None, "stopping": False, "samples": []}
         try:
             status = access.visitor_status(jobs.status(run_id), username(profile))
@@ -150,10 +152,13 @@ def wire_live(ui, jobs) -> None:
         eval_size = ((history.settings(folder).get("data") or {}).get("eval_size") or 0)
         last = curves["train"][-1][0] if curves["train"] else 0
         progress = render.run_progress(status)
-        data_key = [run_id, state, len(curves["train"]), len(curves["eval"]), curves["train"][-1:]]
+        series = status.get("series") or {}   # the method's curves (finetune/jobs/report.py)
+        data_key = [run_id, state, len(curves["train"]), len(curves["eval"]), curves["train"][-1:],
+                    sum(len(points) for points in series.values())]
         samples = status.get("samples") or []   # none for a visitor who may not launch (access.visitor_status)
         key = [*data_key, progress, status.get("stopping"), len(log), log[-80:], resumable, samples_view.key(samples)]
-        return {"key": key, "data_key": data_key, "curves": curves, "state": state, "resumable": resumable,
+        return {"key": key, "data_key": data_key, "curves": curves, "series": series, "state": state,
+                "resumable": resumable, "method_settings": plots.method_settings(series, status.get("max_steps"), last),
                 "samples": samples,
                 "log": log, "stopping": bool(status.get("stopping")),
                 "settings": plots.loss_settings(status.get("max_steps"), last, bool(eval_size) or
@@ -171,16 +176,19 @@ def wire_live(ui, jobs) -> None:
         seen = dict(seen or {})
         panel = watch(run_id, profile)
         same_run = bool(seen.get("key")) and seen["key"][0] == panel["key"][0]
-        if panel["settings"] != seen.get("settings") and same_run:
-            settings = panel["settings"]
-            return {ui.loss_plot: gr.LinePlot(**settings), ui.lr_plot: gr.LinePlot(x_lim=settings["x_lim"]),
+        settings = {**panel["settings"], "method": panel["method_settings"]}
+        if settings != seen.get("settings") and same_run:
+            loss = panel["settings"]
+            return {ui.loss_plot: gr.LinePlot(**loss), ui.lr_plot: gr.LinePlot(x_lim=loss["x_lim"]),
+                    ui.method_plot: gr.LinePlot(**panel["method_settings"]),
                     ui.seen: {**seen, "settings": settings, "resend": 2}}
         resend = seen.get("resend") or 0
         if panel["key"] == seen.get("key") and not resend:
             return gr.skip()   # every output as it is (Gradio refuses an empty dict)
         out: dict = {}
         if panel["data_key"] != seen.get("data_key") or resend:
-            out = {ui.loss_plot: plots.loss_frame(panel["curves"]), ui.lr_plot: plots.lr_frame(panel["curves"])}
+            out = {ui.loss_plot: plots.loss_frame(panel["curves"]), ui.lr_plot: plots.lr_frame(panel["curves"]),
+                   ui.method_plot: plots.method_frame(panel["series"])}
         out.update(samples_view.updates(ui, panel["samples"], seen))   # only when the answers changed
         active = panel["state"] in ACTIVE
         seen.update(key=panel["key"], data_key=panel["data_key"], resend=max(0, resend - 1))
@@ -189,7 +197,7 @@ def wire_live(ui, jobs) -> None:
                 ui.resume: gr.Button(visible=panel["resumable"]),
                 ui.adapter: adapter_button(panel["adapter"], run_id, seen), ui.seen: seen}
 
-    watch_outputs = [ui.loss_plot, ui.lr_plot, ui.progress, ui.log, ui.cancel, ui.resume, ui.adapter, ui.seen,
+    watch_outputs = [ui.loss_plot, ui.lr_plot, ui.method_plot, ui.progress, ui.log, ui.cancel, ui.resume, ui.adapter, ui.seen,
                      ui.samples]
     ui.timer.tick(view, [ui.run_select, ui.seen], watch_outputs, trigger_mode="always_last", **FAST)
     ui.run_select.change(view, [ui.run_select, ui.seen], watch_outputs, **FAST)

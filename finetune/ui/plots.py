@@ -72,3 +72,38 @@ def loss_settings(max_steps, last_step, has_eval: bool) -> dict:
 
 def compare_colors(run_ids: list[str]) -> dict[str, str]:
     return {run_id: PALETTE[i % len(PALETTE)] for i, run_id in enumerate(run_ids)}
+
+
+# --- the method's own curves (#method-plot): preference margins and accuracy, or GRPO's rewards ---
+
+# TRL's names drawn for each method (finetune/jobs/report.py's `series`): DPO, ORPO and KTO log how far the
+# chosen answers' implicit reward is above the rejected ones' (margins) and how often it is (accuracies, not
+# KTO); GRPO the mean reward and each reward's own mean (rewards/<name>/mean). The other series /status
+# carries (rewards/chosen, kl, reward_std...) stay in metrics.jsonl.
+METHOD_CURVES = ("rewards/margins", "rewards/accuracies", "reward")
+
+
+def method_series(series: dict | None) -> list[str]:
+    """The names drawn, in a fixed order: the method's key curves, then each GRPO reward's mean."""
+    series = series or {}
+    return [n for n in METHOD_CURVES if n in series] + \
+        sorted(n for n in series if n.startswith("rewards/") and n.endswith("/mean"))
+
+
+def method_frame(series: dict | None) -> pd.DataFrame:
+    """The method's curves by step, led by one empty row per series drawn (point 1: the colour domain is the
+    series present when the chart's spec is built, which method_settings then triggers, point 2)."""
+    names = method_series(series)
+    rows = [(None, None, name) for name in names]
+    for name in names:
+        rows += [(step, value, name) for step, value in (series or {})[name]]
+    return _frame(rows, "value", "series")
+
+
+def method_settings(series: dict | None, max_steps, last_step) -> dict:
+    """The method chart's settings for one run, sent apart from its data (point 2): shown only when the run
+    logs the method's curves (never for SFT), a colour per series, the loss chart's x range."""
+    names = method_series(series)
+    title = "Rewards" if "reward" in names else "Reward margin and accuracy"
+    return {"visible": bool(names), "color_map": {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)},
+            "x_lim": x_lim(max_steps, last_step), "title": title}

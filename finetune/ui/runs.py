@@ -28,6 +28,7 @@ RUNS_COLUMNS = {   # header -> cell of a history.summary row
     "state": lambda r: f"broken: {cut(r['error'] or '', 90)}" if r["state"] == "broken" else r["state"],
     "model": lambda r: f"{r['model'] or ''}" + (f" ({r['quantization']})" if r.get("quantization") not in
                                                  (None, "none") else ""),
+    "method": lambda r: r.get("method") or "sft",
     "r / alpha": lambda r: f"{r['r']} / {r['lora_alpha']}",
     "targets": lambda r: r["targets"],
     "trainable": lambda r: _num(r["trainable"], ","),
@@ -62,12 +63,20 @@ def diff_text(run_ids: list[str], rows: list[tuple[str, list]]) -> str:
     return "\n".join(lines)
 
 
+def with_method(settings: dict) -> dict:
+    """A run's settings with its method named: an sft run's run.yaml has no method section, which the diff would
+    show as (unset) beside another run's `dpo`."""
+    if not isinstance(settings.get("method"), dict):
+        settings["method"] = {"name": "sft"}
+    return settings
+
+
 def compare_data(runs_dir, run_ids: list[str]):
     """(the compare chart's frame or None, the config diff's Markdown) for the chosen runs."""
     known = {p.name for p in history.run_dirs(runs_dir)}   # ids come from the page: names, never paths
     folders = {run_id: RunFolder(Path(runs_dir) / run_id) for run_id in run_ids if run_id in known}
     ids = list(folders)
-    diff = diff_text(ids, history.config_diff({k: history.settings(f) for k, f in folders.items()}))
+    diff = diff_text(ids, history.config_diff({k: with_method(history.settings(f)) for k, f in folders.items()}))
     if not ids:
         return None, diff
     return plots.compare_frame({k: history.curves(f.read_metrics()) for k, f in folders.items()}), diff
