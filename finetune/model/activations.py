@@ -112,8 +112,9 @@ def activation_bytes(count, lay: dict, s) -> int:
     return saved + transient
 
 
-def activation_parts(count, lay: dict, s) -> tuple[int, int]:
-    """(bytes autograd keeps at the end of the forward pass, the largest transient on top of them)."""
+def activation_parts(count, lay: dict, s, fused_head: bool = True) -> tuple[int, int]:
+    """(bytes autograd keeps at the end of the forward pass, the largest transient on top of them). Without
+    the fused head (ORPO) the head's transients are the caller's (finetune.model.passes)."""
     from finetune.model.count import _ranks
     from finetune.model.memory import trainable_tensors
 
@@ -189,8 +190,10 @@ def activation_parts(count, lay: dict, s) -> tuple[int, int]:
     # Transients: the LM head's backward (float32 gradient of its input, a logits tile, the tile's inputs cast to
     # the compute dtype) or a layer's backward (gradients of its hidden states and MLP intermediates), plus,
     # quantized, one dequantized weight.
-    tile = min(T, TOKEN_TILE) * min(lay["vocab"], VOCAB_TILE) * c
+    # The tile buffer is VOCAB_TILE wide whatever the vocabulary (chunked_logprob allocates (tokens, chunk_size)
+    # once and uses a slice of it): a model with a smaller vocabulary still pays the whole width.
+    tile = min(T, TOKEN_TILE) * VOCAB_TILE * c
     head_back = T * h * 4 + tile + min(T, TOKEN_TILE) * h * c + (min(lay["vocab"], VOCAB_TILE) * h * c if quant else 0)
     layer_back = T * (2 * h + 2 * lay["inter"]) * max(stream, c) + recompute
     dequant = lay["biggest"] * c if quant else 0
-    return saved, max(head_back, layer_back) + dequant
+    return saved, max(head_back if fused_head else 0, layer_back) + dequant

@@ -36,9 +36,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from finetune.model.activations import activation_bytes, layout
+from finetune.model.activations import layout
 from finetune.model.architecture import CONV1D, LINEAR, Skeleton
 from finetune.model.dtypes import BYTES, Device, resolve_dtype, this_device
+from finetune.model.passes import method_activation_bytes
 
 MIB = 1 << 20
 PARTS = ("weights", "trainable", "gradients", "optimizer", "activations", "overhead")
@@ -68,6 +69,9 @@ class Settings:
     devices: int = 1
     strategy: str = "ddp"
     zero_stage: int = 2
+    method: str = "sft"               # method.name: what one step forwards (finetune.model.passes.SHAPES)
+    completion: int = 0               # GRPO: max_completion_length, tokens generated after each prompt
+    accumulation: int = 1             # GRPO: gradient_accumulation_steps micro-batches are generated at once
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,16 @@ def settings_of(run, device: Device | None = None) -> Settings:
     t = run.training
     model_kwargs = (run.training_extra.get("model_init_kwargs") or {}) if isinstance(run.training_extra, dict) else {}
     devices = getattr(t, "devices", 1)
+    method = run.method
     return Settings(quantization=run.model.quantization, dtype=resolve_dtype(run.model.dtype, device),
                     batch=t.per_device_train_batch_size, max_length=run.data.max_length,
                     gradient_checkpointing=t.gradient_checkpointing, optim=t.optim,
                     lora_dropout=run.lora.lora_dropout, use_dora=run.lora.use_dora,
                     attn=str(model_kwargs.get("attn_implementation") or "sdpa"),
                     devices=devices if isinstance(devices, int) else 1, strategy=getattr(t, "strategy", "ddp"),
-                    zero_stage=getattr(t, "zero_stage", 2))
+                    zero_stage=getattr(t, "zero_stage", 2), method=method.name,
+                    completion=(method.max_completion_length or 0) if method.name == "grpo" else 0,
+                    accumulation=t.gradient_accumulation_steps)
 
 
 def estimate_run(run, device: Device | None = None) -> Memory:
@@ -121,7 +128,7 @@ def estimate(count, s: Settings) -> Memory:
     optimizer = sum(optimizer_bytes(s.optim, n, b, rows, cols) for n, b, rows, cols in tensors)
     if s.optim in BNB_8BIT and any((rows * cols or rows) >= BNB_MIN_8BIT for _, _, rows, cols in tensors):
         optimizer += 2 * 256 * 4      # the two 256-entry dynamic quantization maps, shared by all parameters
-    activations = activation_bytes(count, lay, s)
+    activations = method_activation_bytes(count, lay, s)
     # Several devices (training.strategy): FSDP shards everything but activations; ZeRO-2 shards gradients and
     # optimizer state, ZeRO-3 the weights too; DDP keeps a whole copy on each device.
     n = max(1, s.devices)
@@ -255,8 +262,11 @@ def optimizer_bytes(optim: str, numel: int, each: int, rows: int, cols: int) -> 
 
 def count_json(run, name: str) -> dict:
     """The object `count --json` prints for a run file and the app's /count returns: the exact count and, under
-    "memory", the estimate in bytes for the GPU it will train on (settings_of)."""
+    "memory", the estimate in bytes for the GPU it will train on (settings_of), which follows the method's
+    passes. The count itself is the same for every method: they train the same adapters."""
     from finetune.model.count import count_run
 
     count = count_run(run)
-    return {**count.to_json(name), "memory": estimate(count, settings_of(run)).to_json()}
+    return {**count.to_json(name), "method": run.method.name, "memory": estimate(count, settings_of(run)).to_json(),
+            "note": "the trainable count is the same for every method (the same adapters); the memory follows "
+                    f"what {run.method.name} forwards in a step"}
