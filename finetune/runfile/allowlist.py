@@ -16,11 +16,11 @@ field of the installed TRL, so a rename shows up there, not in a user's job.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from finetune.runfile.reporters import ReportTo, installed
-from finetune.runfile.validators import Choice, DictOf, Flag, Int, Invalid, Num, OrNull, Str, show
+from finetune.runfile.validators import Choice, DictOf, Flag, Int, Invalid, Num, OrNull, Str, did_you_mean, show
 
 
 def _scalar(v) -> bool:
@@ -138,3 +138,21 @@ def check_allowed(key: str, value) -> str | None:
     if key.startswith(("hub_", "push_to_hub")):
         return f"not allowed in a run file: {_HUB}"
     return None
+
+
+def check_training_extra(key: str, value, declared: Iterable[str] = ()):
+    """A training key the section does not declare: accepted only if finetune.runfile.allowlist allows it,
+    with a value that passes its check. Returns the value as the run keeps it (1e3 -> 1000) or raises Invalid
+    saying why not; `declared`, the section's own keys (schema.py passes them), feed the did-you-mean hint.
+    This list's rule, so it lives here: validators.py holds only generic checks and imports nothing back.
+    Needs no TRL import (seconds, and in the app process under a flood of bad keys): a key neither declared
+    nor listed is refused alike, whether TRL knows it or not."""
+    verdict = check_allowed(key, value)
+    if verdict == "":
+        return ALLOWED[key](value)
+    if verdict is not None:
+        raise Invalid(verdict)
+    hint = did_you_mean(key, [*declared, *ALLOWED])
+    if hint:
+        raise Invalid(f"unknown key{hint}")
+    raise Invalid("unknown key, or a trl.SFTConfig key that run files may not set (see finetune/runfile/allowlist.py)")

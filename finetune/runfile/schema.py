@@ -14,6 +14,7 @@ from typing import Any
 
 from finetune.demo import DEMO
 from finetune.errors import RunFileError
+from finetune.runfile.allowlist import check_training_extra
 from finetune.runfile.data_formats import NAMES as FORMAT_NAMES
 from finetune.runfile.evaluation import SamplesSection, evaluation_problems
 from finetune.runfile.limits import MAX_NODES, count_values
@@ -33,7 +34,6 @@ from finetune.runfile.validators import (
     Str,
     StrOrList,
     build_section,
-    check_training_extra,
     did_you_mean,
     show,
 )
@@ -254,6 +254,11 @@ def field_help(section: str, key: str) -> str:
     raise KeyError(f"{section}.{key}")
 
 
+def training_extra(key: str, value):
+    """A training key TrainingSection does not declare: the allowlist decides, its fields feed the hint."""
+    return check_training_extra(key, value, [f.name for f in dataclasses.fields(TrainingSection)])
+
+
 def check_run(run_cls, raw: dict):
     """Every section built and checked, every problem collected; raises RunFileError listing them."""
     if not isinstance(raw, dict):
@@ -265,7 +270,7 @@ def check_run(run_cls, raw: dict):
                             f"the sections are {', '.join(SECTIONS)}")
     built, extra = {}, {}
     for name, cls in SECTIONS.items():
-        extra_ok = check_training_extra if name == "training" else None
+        extra_ok = training_extra if name == "training" else None
         built[name], found = build_section(cls, name, raw.get(name), problems, extra_ok, UNSUPPORTED.get(name, ()))
         extra.update(found)
     run = run_cls(**built, training_extra=extra)

@@ -253,21 +253,3 @@ def build_section(cls, name: str, raw, problems: list, extra_ok=None, unsupporte
             problems.append(f"{name}.{key}: {exc}")
     return cls(**values), extra
 
-
-def check_training_extra(key: str, value):
-    """A training key the section does not declare: accepted only if finetune.runfile.allowlist allows it,
-    with a value that passes its check. Returns the value as the run keeps it (1e3 -> 1000) or raises Invalid
-    saying why not. Needs no TRL import (seconds, and in the app process under a flood of bad keys): a key
-    neither declared nor listed is refused alike, whether TRL knows it or not."""
-    from finetune.runfile.allowlist import ALLOWED, check_allowed
-    from finetune.runfile.schema import TrainingSection
-
-    verdict = check_allowed(key, value)
-    if verdict == "":
-        return ALLOWED[key](value)
-    if verdict is not None:
-        raise Invalid(verdict)
-    hint = did_you_mean(key, [f.name for f in dataclasses.fields(TrainingSection)] + list(ALLOWED))
-    if hint:
-        raise Invalid(f"unknown key{hint}")
-    raise Invalid("unknown key, or a trl.SFTConfig key that run files may not set (see finetune/runfile/allowlist.py)")
