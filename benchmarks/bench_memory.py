@@ -3,6 +3,7 @@
     python benchmarks/bench_memory.py            # with CUDA: the GPU grid -> benchmarks/memory_measured.csv
     python benchmarks/bench_memory.py --cpu      # without: the static parts and kept activations, on the CPU
     python benchmarks/bench_memory.py --models Qwen2.5-0.5B gemma-2-2b --quick   # a smaller GPU grid
+    python benchmarks/bench_memory.py --methods dpo kto orpo grpo [--quick]  # method rows (GPU; --cpu: demo)
 
 On a GPU, each row is a real run of this project's training job (finetune.train.job, in this process: the same
 loading, PEFT, TRL SFTTrainer and optimizer), 3 optimizer steps on examples longer than max_length (so every
@@ -10,7 +11,10 @@ sequence is max_length tokens, the estimate's assumption), on a model with rando
 full-size public config (tests/tiny_configs.py FULL) and saved once under --cache. It records the peak of
 torch.cuda.max_memory_allocated() (the allocator's own count: no CUDA context, no fragmentation) and the
 estimate without its overhead term, which is what that peak stands for, and the relative error of each.
-Until this CSV holds GPU rows, the activation term is unvalidated (README).
+Until this CSV holds GPU rows, the activation term is unvalidated (README). With --methods, each model also
+gets a row per method (finetune.model.passes: DPO/ORPO's chosen + rejected, the reference passes, GRPO's
+generation), on data whose every sequence fills max_length (GRPO: prompts of max_length tokens, answers of
+max_completion_length from a random-weight model that rarely ends them early).
 
 On the CPU (no GPU here), it loads tiny models of several architectures the way the job does and prints, per
 component, the estimate against the measured bytes (footprint + quantization constants, trainable tensors
@@ -36,21 +40,27 @@ warnings.filterwarnings("ignore")
 ALL7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 GPU_CSV = ROOT / "benchmarks" / "memory_measured.csv"
 CPU_CSV = ROOT / "benchmarks" / "memory_static_cpu.csv"
-FIELDS = ["model", "quantization", "r", "batch", "max_length", "gradient_checkpointing", "measured", "estimated",
+FIELDS = ["model", "method", "quantization", "r", "batch", "max_length", "gradient_checkpointing", "measured", "estimated",
           "error_percent", "weights", "trainable", "gradients", "optimizer", "activations", "overhead", "seconds"]
 
 
 # --- the GPU grid ----------------------------------------------------------------------------------------
 
-def grid(models: list[str], quick: bool):
-    """(model, quantization, r, batch, max_length, gradient checkpointing) rows: 1-8B models, r, batch,
-    length, checkpointing on/off, 4-bit/16-bit."""
+def grid(models: list[str], quick: bool, methods: list[str] | None = None):
+    """(model, method, quantization, r, batch, max_length, gradient checkpointing) rows: 1-8B models, r, batch,
+    length, checkpointing on/off, 4-bit/16-bit; with methods, only the methods' rows (a shorter grid each)."""
     for model in models:
+        for method in methods or []:
+            for quant in ("4bit",) if quick else ("4bit", "none"):
+                for gc_on in (True,) if quick else (True, False):
+                    yield model, method, quant, 16, 2 if method != "grpo" else 4, 512, gc_on
+        if methods:
+            continue
         for quant in ("4bit", "none"):
             for gc_on in (True, False):
                 for batch, length in ([(1, 1024)] if quick else [(1, 512), (1, 2048), (4, 512)]):
                     for r in ([16] if quick else [16, 64]):
-                        yield model, quant, r, batch, length, gc_on
+                        yield model, "sft", quant, r, batch, length, gc_on
 
 
 def model_folder(name: str, cache: Path) -> Path:
@@ -83,6 +93,32 @@ def data_file(cache: Path) -> Path:
     return path
 
 
+METHOD_RUNS = {"dpo": {"name": "dpo"}, "kto": {"name": "kto"}, "orpo": {"name": "orpo"},
+               "grpo": {"name": "grpo", "num_generations": 4, "max_completion_length": 256,
+                        "rewards": [{"type": "contains", "text": "word1"}]}}
+
+
+def method_data(cache: Path, method: str, folder: Path, length: int) -> Path:
+    """The method's data shape, every sequence filling max_length: preference pairs and labelled answers of
+    the long text; GRPO's prompts cut to exactly `length` tokens (TRL 1.16 does not truncate them)."""
+    from transformers import AutoTokenizer
+
+    path = cache / f"{method}-{length}.jsonl"
+    if path.is_file():
+        return path
+    words = " ".join(f"word{i % 97} token{i % 13}" for i in range(6000))
+    half = words[: len(words) // 2]
+    if method == "grpo":
+        tok = AutoTokenizer.from_pretrained(folder)
+        rows = [{"prompt": tok.decode(tok(words)["input_ids"][:length], skip_special_tokens=True)}] * 64
+    elif method == "kto":
+        rows = [{"prompt": half, "completion": half, "label": i % 2 == 0} for i in range(64)]
+    else:
+        rows = [{"prompt": half, "chosen": half, "rejected": half[::-1]} for _ in range(64)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def gpu(args) -> None:
     import torch
 
@@ -94,12 +130,14 @@ def gpu(args) -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, quant, r, batch, length, gc_on in grid(args.models, args.quick):
+    for name, method, quant, r, batch, length, gc_on in grid(args.models, args.quick, args.methods):
         folder = model_folder(name, cache)
         out = Path(tempfile.mkdtemp(dir=cache))
+        data = ({"path": str(data_file(cache)), "format": "text"} if method == "sft"
+                else {"path": str(method_data(cache, method, folder, length))})
         raw = {"model": {"name_or_path": str(folder), "quantization": quant},
-               "lora": {"r": r, "lora_alpha": r, "target_modules": ALL7},
-               "data": {"path": str(data_file(cache)), "format": "text", "max_length": length},
+               "lora": {"r": r, "lora_alpha": r, "target_modules": ALL7}, "method": METHOD_RUNS.get(method, {}),
+               "data": {**data, "max_length": length},
                "training": {"output_dir": str(out / "run"), "max_steps": 3, "per_device_train_batch_size": batch,
                             "gradient_accumulation_steps": 1, "gradient_checkpointing": gc_on,
                             "save_steps": 1000, "logging_steps": 1}}
@@ -117,15 +155,15 @@ def gpu(args) -> None:
         gc.collect()
         torch.cuda.empty_cache()
         if code != 0:
-            print(f"{name} {quant} r={r} b={batch} s={length} gc={gc_on}: the job failed ({code}); see {out}")
+            print(f"{name} {method} {quant} r={r} b={batch} s={length} gc={gc_on}: the job failed ({code}); see {out}")
             continue
         estimated = memory.total - memory.overhead
-        row = dict(model=name, quantization=quant, r=r, batch=batch, max_length=length, gradient_checkpointing=gc_on,
+        row = dict(model=name, method=method, quantization=quant, r=r, batch=batch, max_length=length, gradient_checkpointing=gc_on,
                    measured=measured, estimated=estimated, error_percent=round(100 * (estimated - measured) / measured, 1),
                    **{k: getattr(memory, k) for k in ("weights", "trainable", "gradients", "optimizer", "activations",
                                                       "overhead")}, seconds=round(seconds, 1))
         rows.append(row)
-        print(f"{name:16s} {quant:5s} r={r:<3} b={batch} s={length:<5} gc={int(gc_on)}  measured "
+        print(f"{name:16s} {method:4s} {quant:5s} r={r:<3} b={batch} s={length:<5} gc={int(gc_on)}  measured "
               f"{measured / 1e9:6.2f} GB  estimated {estimated / 1e9:6.2f} GB  ({row['error_percent']:+.1f}%)", flush=True)
     write(rows, Path(args.out or GPU_CSV))
 
@@ -141,7 +179,28 @@ CPU_CASES = [  # (architecture, quantization, dtype, lora)
 ]
 
 
+def cpu_methods(methods: list[str]) -> None:
+    """One measured step of each method's TRL trainer on the demo model (memory_probe.compare_method), beside
+    the estimate for the shape that step had: kept activations, and the step's allocator peak against the
+    estimate's activations + gradients."""
+    from finetune.model import memory_probe as mp
+
+    print(f"{'method':6s} {'kept measured':>14s} {'estimated':>10s} {'peak measured':>14s} {'estimated':>10s}")
+    for method in methods:
+        work = tempfile.mkdtemp()
+        spec = {**METHOD_RUNS.get(method, {"name": method})}
+        if method == "grpo":
+            spec.update(max_completion_length=32, rewards=[{"type": "contains", "text": "helper"}])
+        got = mp.compare_method(mp.method_run(spec, str(Path(work) / "run")), work)
+        m = got["measured"]
+        print(f"{method:6s} {m['saved']:>14,} {100 * (got['saved'] - m['saved']) / m['saved']:+9.1f}% "
+              f"{m['peak']:>14,} {100 * (got['peak'] - m['peak']) / m['peak']:+9.1f}%", flush=True)
+
+
 def cpu(args) -> None:
+    if args.methods:
+        cpu_methods(["sft", *args.methods])
+        return
     import torch
     from tiny_configs import TINY
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -215,6 +274,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["Qwen2.5-0.5B", "gemma-2-2b", "Phi-3-mini-4k",
                                                          "Meta-Llama-3-8B"])
     parser.add_argument("--quick", action="store_true", help="one length, one rank per model")
+    parser.add_argument("--methods", nargs="*", choices=["dpo", "kto", "orpo", "grpo"],
+                        help="rows per method (on the CPU: one step of each on the demo model)")
     parser.add_argument("--cache", default=os.environ.get("FINETUNE_BENCH_CACHE", "/tmp/finetune-bench-memory"),
                         help="where the random-weight models and the data are kept")
     parser.add_argument("--out", help="the CSV to write (default benchmarks/memory_measured.csv on a GPU)")

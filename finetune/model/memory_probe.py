@@ -136,3 +136,141 @@ def saved_activation_bytes(model, input_ids, attention_mask=None, context=None) 
         out = model(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids, fused_lm_head=True)
     del out
     return sum(seen.values())
+
+
+# --- one real step of a method's TRL trainer (finetune.model.passes) ----------------------------------------
+
+def allocated_peak(trace: str) -> int:
+    """The CPU allocator's peak over a profiled window, in bytes above what was allocated when it began: the
+    largest 'Total Allocated' of the profiler's [memory] events (c10's ProfiledCPUMemoryReporter keeps that
+    running total while memory profiling is on: the CPU's torch.cuda.max_memory_allocated)."""
+    import json
+    from pathlib import Path
+
+    events = [e["args"] for e in json.loads(Path(trace).read_text(encoding="utf-8"))["traceEvents"]
+              if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0]
+    if not events:
+        return 0
+    start = events[0]["Total Allocated"] - events[0]["Bytes"]
+    return max(e["Total Allocated"] for e in events) - start
+
+
+def method_step(run_path: str, workdir: str) -> dict:
+    """Train the run (a run file whose training.max_steps is 2) with the job's own setup, model and TRL trainer,
+    and measure its second step (the first creates the optimizer state): the allocator's peak over the step,
+    the gradients alive after it, the bytes autograd kept during compute_loss (each storage once, parameters
+    left out), the training forward's (rows, tokens), and GRPO's generation: its (rows, prompt tokens) and the
+    KV cache's bytes and tokens at their largest."""
+    import os
+
+    import torch
+    from transformers import TrainerCallback
+
+    from finetune.model.loading import load_model
+    from finetune.train.job import setup
+    from finetune.train.methods import build_trainer
+
+    found: dict = {"saved": 0, "rows": 0, "tokens": 0, "kv": 0, "kv_tokens": 0, "generation": (0, 0)}
+    window: dict = {"on": False}
+
+    class Probe(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                window["on"] = True
+                window["prof"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                                        profile_memory=True)
+                window["prof"].start()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if window.pop("on", False):
+                window["prof"].stop()
+                path = os.path.join(workdir, "step.json")
+                window["prof"].export_chrome_trace(path)
+                found["peak"] = allocated_peak(path)
+                found["gradients"] = gradient_bytes(kwargs["model"])
+
+    plan = setup(run_path, False)
+    model = load_model(plan.run.model, plan.run.training.gradient_checkpointing)
+    trainer = build_trainer(plan, model, [Probe()])
+    base = trainer.model.get_base_model()
+    params = {_storage_key(p) for p in trainer.model.parameters()}
+
+    def before(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if window["on"] and torch.is_grad_enabled() and ids is not None:
+            found["rows"], found["tokens"] = ids.shape
+        elif window["on"] and ids is not None and kwargs.get("past_key_values") is not None \
+                and found["generation"] == (0, 0):
+            found["generation"] = tuple(ids.shape)      # the prefill: (sequences, prompt tokens)
+
+    def after(module, args, kwargs, output):
+        cache = getattr(output, "past_key_values", None)
+        if window["on"] and cache is not None and not torch.is_grad_enabled():
+            tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if torch.is_tensor(t)]
+            found["kv"] = max(found["kv"], sum(t.numel() * t.element_size() for t in tensors))
+            found["kv_tokens"] = max(found["kv_tokens"], tensors[0].shape[-2] if tensors else 0)
+
+    base.register_forward_pre_hook(before, with_kwargs=True)
+    base.register_forward_hook(after, with_kwargs=True)
+    compute_loss = trainer.compute_loss
+
+    def kept_loss(*args, **kwargs):
+        if not window["on"]:
+            return compute_loss(*args, **kwargs)
+        seen: dict[int, int] = {}
+
+        def pack(t):
+            key = _storage_key(t) if t.device.type != "meta" else None
+            if key is not None and key not in params:
+                seen[key] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = compute_loss(*args, **kwargs)
+        found["saved"] = sum(seen.values())
+        return out
+
+    trainer.compute_loss = kept_loss
+    trainer.train()
+    return found
+
+
+def method_run(method: dict, out: str, batch: int = 4, max_length: int = 128) -> dict:
+    """A run file (as data) of two steps of `method` on the demo model and the method's demo data."""
+    return {"model": {"name_or_path": "demo"}, "method": method, "lora": {"r": 8, "target_modules": "all-linear"},
+            "data": {"path": "demo", "max_length": max_length},
+            "training": {"output_dir": out, "max_steps": 2, "per_device_train_batch_size": batch,
+                         "gradient_accumulation_steps": 1, "save_steps": 1000, "logging_steps": 1}}
+
+
+def compare_method(raw: dict, workdir: str) -> dict:
+    """One measured step (method_step) beside the estimate for the shape that step really had (the demo's
+    examples are shorter than max_length: the estimate is given the batch's padded length, and for GRPO the
+    prompt and completion lengths it generated). Bytes: "saved" (kept for backward) and "peak" (the step's
+    allocator peak, against the estimate's activations + gradients, which is what a step allocates anew)."""
+    import dataclasses
+    from pathlib import Path
+
+    from finetune.model.activations import layout
+    from finetune.model.count import count_run
+    from finetune.model.dtypes import CPU
+    from finetune.model.memory import estimate, settings_of
+    from finetune.model.passes import SHAPES, method_parts
+    from finetune.runfile import RunConfig, dump_yaml
+
+    path = Path(workdir) / "run.yaml"
+    path.write_text(dump_yaml(raw), encoding="utf-8")
+    found = method_step(str(path), workdir)
+    run = RunConfig.from_dict(raw)
+    s = settings_of(run, CPU)
+    if SHAPES[s.method].generates:
+        prompt = found["generation"][1]
+        s = dataclasses.replace(s, batch=found["rows"], max_length=prompt, completion=found["tokens"] - prompt)
+    else:
+        s = dataclasses.replace(s, batch=found["rows"] // SHAPES[s.method].sequences, max_length=found["tokens"])
+    count = count_run(run)
+    assert count._skel is not None, "a run that counts has a skeleton"
+    parts = method_parts(count, layout(count._skel), s)
+    memory = estimate(count, s)
+    return {"method": s.method, "settings": s, "measured": found, "saved": parts["saved"], "parts": parts,
+            "peak": memory.activations + memory.gradients}
