@@ -81,7 +81,7 @@ def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
 
 def test_the_shipped_demo_skeleton_is_current():
     """The demo's skeleton ships (finetune/demo/skeleton.json) so the app's first page needs no torch; it must
-    be what the installed libraries build. If this fails after an upgrade: python -m finetune.model.skeleton_cache"""
+    be what the installed libraries build. If this fails after an upgrade: python -m finetune.model.architecture"""
     data = json.loads(skeleton_cache.SHIPPED.read_text())
     assert data["key"] == skeleton_cache.cache_key((MODEL_DIR / "config.json").read_bytes(), False)
     fresh = architecture._read("demo", str(MODEL_DIR), None, False, is_local=True, disk=False)

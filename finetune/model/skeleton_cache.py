@@ -8,7 +8,7 @@ Models with their own code (auto_map) are not kept: their .py files can change u
 
 Where: $FINETUNE_CACHE_DIR, else $XDG_CACHE_HOME/lora-launchpad/skeletons (~/.cache/... by default). A cache
 that cannot be written is skipped silently: it only ever saves time. The demo model's skeleton also ships in
-the package (finetune/demo/skeleton.json, written by `python -m finetune.model.skeleton_cache`), so the
+the package (finetune/demo/skeleton.json, written by `python -m finetune.model.architecture`), so the
 app's first page needs no torch even on a machine (or a Space) with an empty cache.
 """
 
@@ -22,7 +22,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from finetune.model.architecture import Module, Skeleton
+from finetune.model.skeleton import Module, Skeleton
 
 FORMAT = 1
 SHIPPED = Path(__file__).resolve().parents[1] / "demo" / "skeleton.json"
@@ -105,18 +105,3 @@ def save(key: str, skel: Skeleton) -> None:
     except OSError:
         pass
 
-
-def ship_demo() -> Path:
-    """(Re)write finetune/demo/skeleton.json from a fresh build of the demo model with the installed libraries."""
-    from finetune.demo import MODEL_DIR
-    from finetune.model import architecture
-
-    config = (MODEL_DIR / "config.json").read_bytes()
-    skel = architecture._read("demo", str(MODEL_DIR), None, False, is_local=True, disk=False)
-    data = to_json(skel, cache_key(config, False))
-    SHIPPED.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
-    return SHIPPED
-
-
-if __name__ == "__main__":
-    print(f"wrote {ship_demo()}")
