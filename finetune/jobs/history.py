@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from finetune.jobs.folders import RUN_ID  # the folders module, not the manager (which imports this one)
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 
 # The curve of each metrics.jsonl field: series name -> record key.
@@ -45,9 +46,6 @@ def curves(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
 
 
 def run_dirs(runs_dir) -> list[Path]:
-    # late: the manager imports the count and the runfile
-    from finetune.jobs.manager import RUN_ID
-
     try:
         return [p for p in Path(runs_dir).iterdir() if p.is_dir() and RUN_ID.match(p.name)]
     except FileNotFoundError:
