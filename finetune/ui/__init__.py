@@ -37,6 +37,7 @@ def build_page(jobs):
     from finetune.ui.panel import initial
     from finetune.ui.playground import register_generate_api, wire_playground
     from finetune.ui.runs import wire_runs
+    from finetune.ui.sweep import register_sweep_api
 
     # Gradio keeps every upload in its cache (a visitor's only as the upload gate lets it, ui/upload_gate.py),
     # and the downloads handed out (ui/downloads.py): both deleted after an hour. Page: forged file paths in
@@ -54,6 +55,7 @@ def build_page(jobs):
         playground = Playground(jobs)
         wire_playground(ui, jobs, playground)
         register_api(jobs, ui.keeper)
+        register_sweep_api(jobs)   # /sweep, /sweep_status
         register_generate_api(jobs, playground)
         register_push_api(jobs)
         demo.load(on_page_load(jobs), None, [ui.run_select, ui.run_list], queue=False, api_visibility="private")

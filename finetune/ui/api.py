@@ -82,6 +82,3 @@ def register_api(jobs, keeper=None) -> None:
     gr.api(launch, api_name="launch", queue=False)
     gr.api(status, api_name="status", queue=False)
     gr.api(cancel, api_name="cancel", queue=False)
-    from finetune.ui.sweep import register_sweep_api  # /sweep, /sweep_status
-
-    register_sweep_api(jobs)

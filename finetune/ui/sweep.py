@@ -88,7 +88,8 @@ def sweep_ranking(jobs, run_ids, profile=None) -> list[dict]:
 
 
 def register_sweep_api(jobs) -> None:
-    """Declare /sweep and /sweep_status; call inside the app's gr.Blocks (api.register_api does)."""
+    """Declare /sweep and /sweep_status; call inside the app's gr.Blocks (build_page does, after
+    api.register_api, whose checked_run this module uses: api.py never imports it back)."""
 
     def sweep(run_text: str, vary: str, profile: gr.OAuthProfile | None = None) -> list[str]:
         """Queue one run per combination of the varied settings; returns their run ids. vary: lines of
