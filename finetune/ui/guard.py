@@ -57,3 +57,12 @@ def require(profile, action: str = "launch or cancel runs") -> None:
     if not allowed:
         raise user_error(why)
 
+
+def run_folder(jobs, run_id: str):
+    """The folder of a run id a user sent (checked by the job manager: a plain name under its runs dir), or a
+    refusal. Here, at the boundary, because the Playground and its keep section (keep.py) both ask it."""
+    if not run_id:
+        raise user_error("choose a run first")
+    with refusals():
+        jobs.status(run_id)
+    return jobs.runs_dir / run_id

@@ -22,7 +22,7 @@ from finetune.runfile import field_help
 from finetune.space import on_space
 from finetune.ui import access
 from finetune.ui.downloads import handout
-from finetune.ui.guard import require, user_error
+from finetune.ui.guard import require, run_folder, user_error
 from finetune.ui.live import username
 
 ZIP_LIMIT = 2 * 1024**3   # a merged model larger than this is offered as a folder only, not as a download
@@ -112,8 +112,6 @@ def push_line(record: dict) -> str:
 
 
 def wire_keep(ui, jobs) -> None:
-    from finetune.ui.playground import run_folder
-
     p, k = ui.playground, ui.playground.keep
 
     def on_select(run_id):
@@ -166,8 +164,6 @@ def wire_keep(ui, jobs) -> None:
 def register_push_api(jobs) -> None:
     """/push: (run id, repo id, private) -> the repository's URL. On a Space it pushes with the caller's own
     token: the signed-in session's, or one given with gradio_client's Client(..., oauth_token=...)."""
-    from finetune.ui.playground import run_folder
-
     def push_run(run_id: str, repo_id: str, private: bool = False, merged: bool = False,
                  profile: gr.OAuthProfile | None = None, oauth_token: gr.OAuthToken | None = None) -> str:
         """Upload the run's adapter (or, with merged, the merged model) with a model card; returns its URL."""

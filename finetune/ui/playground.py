@@ -17,7 +17,8 @@ from finetune.adapter.generate import MAX_PROMPT_CHARS, GenSettings, check_promp
 from finetune.adapter.source import checkpoints, find_adapter
 from finetune.errors import RunFileError
 from finetune.ui import access
-from finetune.ui.guard import refusals, require, user_error
+from finetune.ui.guard import refusals, require, run_folder, user_error
+from finetune.ui.keep import build_keep
 from finetune.ui.wiring import FAST
 
 PLAYABLE = ("completed", "cancelled", "running")
@@ -26,8 +27,6 @@ NO_RUN = "No run with an adapter yet: a run offers one when it completes, is sto
 
 def build_section() -> SimpleNamespace:
     """The Playground's components (call inside the page's gr.Blocks, where the section should appear)."""
-    from finetune.ui.keep import build_keep
-
     p = SimpleNamespace()
     gr.Markdown("## Playground\nAsk the trained adapter and its base model the same question, side by side.")
     with gr.Row(equal_height=False):
@@ -93,15 +92,6 @@ def answer_labels(runs_dir, run_id: str | None) -> tuple[str, str]:
         return "Base model", "Adapter"
     source = find_adapter(Path(runs_dir) / run_id)
     return f"Base model ({source.run.model.name_or_path})", f"Adapter ({source.label})"
-
-
-def run_folder(jobs, run_id: str):
-    """The folder of a run id a user sent (checked by the job manager: a plain name under its runs dir)."""
-    if not run_id:
-        raise user_error("choose a run first")
-    with refusals():
-        jobs.status(run_id)
-    return jobs.runs_dir / run_id
 
 
 def checked_source(jobs, run_id: str):
