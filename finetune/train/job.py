@@ -21,32 +21,13 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from finetune.errors import RunFileError
 from finetune.runfile import RunConfig, load_run
 from finetune.train import checkpoints, distributed, outcome, threads, watch
+from finetune.train.plan import Plan
 from finetune.train.runfolder import RunFolder
-
-if TYPE_CHECKING:  # annotations only: the job imports the heavy libraries late, after the checks
-    from transformers import PreTrainedTokenizerBase, TrainingArguments
-
-    from finetune.data.formats import Examples
-    from finetune.model.count import Count
-
-@dataclass
-class Plan:
-    """Everything setup checked, kept so the job does not read or compute it twice."""
-    run: RunConfig
-    tokenizer: PreTrainedTokenizerBase
-    examples: Examples
-    args: TrainingArguments | None     # the method's TRL config, built last by setup()
-    checkpoint: str | None = None      # what --resume goes on from
-    count: Count | None = None         # what PEFT must report at start
-    notes: list[str] = field(default_factory=list)  # lines for train.log about choices made for the user
-    rewards: list = field(default_factory=list)     # GRPO's reward callables (train/rewards.py)
 
 
 def setup(run_path: str, resume: bool) -> Plan:

@@ -19,7 +19,7 @@ from finetune.errors import RunFileError
 from finetune.train import distributed, watch
 
 if TYPE_CHECKING:
-    from finetune.train.job import Plan
+    from finetune.train.plan import Plan
 
 CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit", "adamw_bnb_8bit"}
 
