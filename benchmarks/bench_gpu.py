@@ -1,0 +1,450 @@
+"""`finetune train` against plain TRL on a GPU, and the memory estimate against measured peaks (issue 19).
+
+    python benchmarks/bench_gpu.py [--budget-s 540] [--out benchmarks/gpu_results.csv] [--reps 1]
+    python benchmarks/bench_gpu.py --dry-run     # the plan and its estimated time, nothing run
+    python benchmarks/bench_gpu.py --smoke       # the same code paths on the CPU: tiny configs, 2 steps
+
+On the lent GPU machine, with the project's wheels carried along: benchmarks/gpu/README.md says how.
+
+Models: random weights from the FULL configs of tests/tiny_configs.py, made on the GPU itself (no downloads) and
+saved once under --cache (config.json, safetensors, the demo's tokenizer: bench_memory.py's layout, so either
+script reuses the other's). Rows, most wanted first, each run only while the time left fits its estimate:
+  speed        `python -m finetune train RUN` and benchmarks/gpu/plain_trl.py (TRL's SFTTrainer written by hand)
+               as whole processes, alternating which goes first: LoRA r=16 on the seven projections, bf16,
+               batch 4 x 1024 tokens (plain text longer than that, truncated: every step is 4,096 tokens),
+               25 steps, fused AdamW, no gradient checkpointing on either side (TRL's own default is on)
+  qlora        the same pair with the base model in 4-bit NF4 (the 8B case)
+  memory_grid  bench_memory.grid()'s rows (quick: batch 1 x 1024, 4-bit and bf16, checkpointing on and off),
+               3 steps of `finetune train` on bench_memory.data_file()
+Each row records the whole process's wall time, the time inside trainer.train() (both sides print it),
+tokens/s inside it, torch.cuda.max_memory_allocated() (plain_trl.py prints it; gpu/peak.py prints it as
+`finetune train` exits) and the estimate of `python -m finetune count RUN --json` (memory.total, and its error
+against the peak without the overhead term, as bench_memory.py reports it). One CSV row per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+GPU_DIR = ROOT / "benchmarks" / "gpu"
+ALL7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+FIELDS = ["kind", "model", "side", "pair", "quantization", "r", "batch", "max_length", "steps",
+          "gradient_checkpointing", "status", "wall_s", "train_s", "setup_s", "tokens", "tokens_per_s", "first_loss",
+          "peak_allocated", "estimate_total", "estimate_overhead", "estimate_error_percent", "device", "note"]
+
+
+@dataclass
+class Row:
+    kind: str            # speed | qlora | memory_grid | build
+    model: str           # a FULL name of tests/tiny_configs.py
+    side: str            # finetune | plain_trl (build: the model folder)
+    pair: str = ""       # rows compared with each other share it
+    quantization: str = "none"
+    r: int = 16
+    batch: int = 4
+    max_length: int = 1024
+    steps: int = 25
+    gradient_checkpointing: bool = False
+    result: dict = field(default_factory=dict)   # status, wall_s... (FIELDS)
+
+    def csv(self, device: str) -> dict:
+        shape = FIELDS[:4] if self.kind == "build" else FIELDS[:10]   # a model folder has no batch or steps
+        return {**{k: getattr(self, k) for k in shape}, "device": device, **self.result}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the plan expects, in seconds; calibrated on last time's 8B figures (77 s / 45 s of set-up around
+    train(), 16 GB of weights). The plan is rescaled by how long the finished rows really took."""
+    reserve_s: float       # kept for the count at the end and the CSV
+    start: dict            # imports, data, tokenizer: per side
+    load_s_per_gb: dict    # reading the weights and placing them: per side
+    quant_s_per_gb: float  # quantizing them to 4-bit as they load
+    build_s: float
+    build_s_per_gb: float  # random initialization and save_pretrained
+    flops: float           # FLOP/s a LoRA step gets (6 x parameters x tokens, conservatively)
+    step_s: float          # each step's fixed cost
+
+
+GPU = Profile(20, {"finetune": 20, "plain_trl": 15}, {"finetune": 3.6, "plain_trl": 1.9}, 2.0, 15, 3.0, 0.3 * 790e12, 0.1)
+CPU = Profile(5, {"finetune": 12, "plain_trl": 12}, {"finetune": 0, "plain_trl": 0}, 0, 8, 0, 1e9, 1.5)
+
+
+def params(model: str) -> int:
+    from tiny_configs import FULL
+    return FULL[model][1]
+
+
+def estimate_s(row: Row, p: Profile, smoke: bool) -> float:
+    gb = 0 if smoke else 2 * params(row.model) / 1e9   # bf16 weights
+    if row.kind == "build":
+        return p.build_s + gb * p.build_s_per_gb
+    flops = 6 * (1 if smoke else params(row.model)) * row.batch * row.max_length
+    per_step = p.step_s + flops / p.flops * (1.35 if row.gradient_checkpointing else 1) * (
+        1.7 if row.quantization == "4bit" else 1)
+    quant = gb * p.quant_s_per_gb if row.quantization == "4bit" else 0
+    return p.start[row.side] + gb * p.load_s_per_gb[row.side] + quant + row.steps * per_step + 3
+
+
+def plan(args) -> list[Row]:
+    """The rows, most wanted first: the speed pairs, the QLoRA pair, then the memory grid."""
+    from bench_memory import grid
+
+    rows: list[Row] = []
+    shape = dict(batch=args.batch, max_length=args.length, steps=args.steps)
+
+    def pair(kind: str, model: str, quant: str, rep: int) -> None:
+        sides = ["finetune", "plain_trl"]
+        n = sum(1 for r in rows if r.side == "finetune" and r.kind in ("speed", "qlora"))
+        for side in sides if n % 2 == 0 else sides[::-1]:   # alternate which goes first
+            rows.append(Row(kind, model, side, f"{kind}-{model}-{quant}-{rep}", quant, **shape))
+
+    for rep in range(args.reps):
+        for model in args.models:
+            pair("speed", model, "none", rep)
+        for model in args.qlora_models:
+            pair("qlora", model, "4bit", rep)
+    grid_rows = []
+    for item in grid(args.grid_models, quick=True):
+        *head, quant, r, batch, length, gc_on = item   # (model, [method,] quantization, r, batch, length, gc)
+        if head[1:] in ([], ["sft"]):
+            grid_rows.append((head[0], quant, r, batch, length, gc_on))
+    if args.smoke:   # one row of the grid, in the smoke's small shape (4-bit needs CUDA)
+        grid_rows = [g for g in grid_rows if g[1] == "none"][:1]
+    for model, quant, r, batch, length, gc_on in grid_rows:
+        if args.smoke:
+            batch, length = min(batch, args.batch), args.length
+        rows.append(Row("memory_grid", model, "finetune", f"grid-{model}-{quant}-{r}-{batch}-{length}-{gc_on}",
+                        quant, r, batch, length, 2 if args.smoke else 3, gc_on))
+    return rows
+
+
+# --- the pieces each row runs -----------------------------------------------------------------------------
+
+def model_dir(model: str, cache: Path, smoke: bool) -> Path:
+    return cache / (f"tiny-{model}" if smoke else model)
+
+
+def build(model: str, cache: Path, smoke: bool) -> None:
+    """(`--build MODEL`, in its own process) random weights from the config, made on the GPU (the CPU in the
+    smoke), saved with the demo's tokenizer; prints one JSON line: the seconds to make and to save, the bytes."""
+    import torch
+    from tiny_configs import FULL, TINY
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.demo import MODEL_DIR
+
+    config = dict(FULL[model][0])
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+    if smoke:   # the tiny architecture, with room for the demo tokenizer's ids
+        config = dict(TINY[config["model_type"]], vocab_size=len(tokenizer))
+    folder = model_dir(model, cache, smoke)
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device("cpu" if smoke else "cuda"):
+        weights = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config),
+                                                   dtype=torch.float32 if smoke else torch.bfloat16)
+    if not smoke:
+        torch.cuda.synchronize()
+    made = time.perf_counter()
+    weights.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    saved = time.perf_counter()
+    size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+    print(json.dumps({"make_s": round(made - start, 1), "save_s": round(saved - made, 1), "bytes": size}))
+
+
+def text_data(cache: Path, length: int, examples: int) -> Path:
+    """Plain text longer than `length` tokens of the demo's tokenizer (about 8 tokens a pair of words), one
+    example per sequence of the run: no epoch ends inside it, and every step trains batch x length tokens."""
+    path = cache / f"text-{length}-{examples}.jsonl"
+    if not path.is_file():
+        words = " ".join(f"word{i % 97} token{i % 13}" for i in range(length // 6 + 16))
+        path.write_text("".join(json.dumps({"text": words}) + "\n" for _ in range(examples)), encoding="utf-8")
+    return path
+
+
+def run_file(row: Row, folder: Path, data: Path, out: Path) -> Path:
+    """The run file of `finetune train` for a row; the plain side's row gets one too, for the estimate."""
+    raw = {"model": {"name_or_path": str(folder), "quantization": row.quantization},
+           "lora": {"r": row.r, "lora_alpha": row.r, "lora_dropout": 0.0, "target_modules": ALL7},
+           "data": {"path": str(data), "format": "text", "max_length": row.max_length, "packing": False},
+           "training": {"output_dir": str(out / "run"), "max_steps": row.steps, "per_device_train_batch_size":
+                        row.batch, "gradient_accumulation_steps": 1, "learning_rate": 2.0e-4, "lr_scheduler_type":
+                        "linear", "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0, "optim":
+                        "adamw_torch_fused", "gradient_checkpointing": row.gradient_checkpointing,
+                        "logging_steps": 1, "save_steps": 100_000, "seed": 42}}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "run.json"
+    path.write_text(json.dumps(raw, indent=1), encoding="utf-8")
+    return path
+
+
+def command(row: Row, folder: Path, data: Path, out: Path) -> list[str]:
+    if row.side == "finetune":
+        return [sys.executable, str(GPU_DIR / "peak.py"), "-m", "finetune", "train", str(out / "run.json")]
+    return [sys.executable, str(GPU_DIR / "plain_trl.py"), str(folder), str(data), str(out / "run"), "--steps",
+            str(row.steps), "--batch", str(row.batch), "--length", str(row.max_length), "--quantization",
+            row.quantization, *(["--gradient-checkpointing"] if row.gradient_checkpointing else [])]
+
+
+def timed(cmd: list[str], log: Path, timeout: float, cache: Path) -> tuple[int | None, float]:
+    """(exit code, None when killed at the timeout; wall seconds) of one whole process, output to `log`."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(cache / "datasets"),
+               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    start = time.perf_counter()
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code: int | None = proc.wait(timeout=max(timeout, 1))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)   # its own session: the job and anything it started
+            proc.wait()
+            code = None
+    return code, time.perf_counter() - start
+
+
+def measure(row: Row, log: Path, out: Path, code: int | None, wall: float) -> None:
+    text = log.read_text(errors="replace")
+    trained = re.findall(r"trained: (\d+) steps in ([\d.]+) s", text)
+    peak = re.findall(r"peak_allocated: (\d+)", text)
+    # The first step's loss: the same data, seed and LoRA give the same number on both sides.
+    first = re.findall(r"step 1/\d+\s+loss ([\d.]+)" if row.side == "finetune" else r"'loss': '?([\d.]+)", text)
+    steps, train_s = (int(trained[-1][0]), float(trained[-1][1])) if trained else (0, None)
+    if row.side == "finetune" and (out / "run" / "status.json").is_file():
+        state = json.loads((out / "run" / "status.json").read_text()).get("state")
+    else:
+        state = "completed" if code == 0 and steps else None
+    tokens = steps * row.batch * row.max_length
+    ok = code == 0 and steps == row.steps and state == "completed"
+    row.result.update(status="ok" if ok else ("timeout" if code is None else f"failed (exit {code}, {state})"),
+                      wall_s=round(wall, 2), train_s=train_s, setup_s=round(wall - train_s, 2) if train_s else None,
+                      tokens=tokens, tokens_per_s=round(tokens / train_s, 1) if train_s else None,
+                      first_loss=float(first[0]) if first else None,
+                      peak_allocated=int(peak[-1]) if peak else None, note=f"log: {log}")
+
+
+def add_estimates(rows: list[Row], files: dict[int, Path], timeout: float) -> None:
+    """One `finetune count --json` for every row that ran: memory.total and its error against the peak."""
+    if not files:
+        return
+    cmd = [sys.executable, "-m", "finetune", "count", *map(str, files.values()), "--json"]
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=max(timeout, 5),
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                  [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])))
+    except subprocess.TimeoutExpired:
+        print("count: timed out; no estimates", flush=True)
+        return
+    by_file = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            item = json.loads(line)
+            by_file[item["config"]] = item.get("memory")
+    for i, path in files.items():
+        memory, row = by_file.get(str(path)), rows[i]
+        if not memory:
+            continue
+        row.result.update(estimate_total=memory["total"], estimate_overhead=memory["overhead"])
+        if row.result.get("peak_allocated"):
+            peak = row.result["peak_allocated"]
+            row.result["estimate_error_percent"] = round(100 * (memory["total"] - memory["overhead"] - peak) / peak, 1)
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+def show_plan(rows: list[Row], profile: Profile, args) -> None:
+    built: set[str] = set()
+    total = 0.0
+    print(f"plan (budget {args.budget_s:.0f} s, {profile.reserve_s:.0f} s of it kept for the count and the CSV):", flush=True)
+    for row in rows:
+        need = estimate_s(row, profile, args.smoke)
+        if row.model not in built:
+            need += estimate_s(Row("build", row.model, "build"), profile, args.smoke)
+            built.add(row.model)
+        total += need
+        fits = "" if total + profile.reserve_s <= args.budget_s else "   <- past the budget: skipped unless time is left"
+        print(f"  {row.kind:11s} {row.model:16s} {row.side:9s} {row.quantization:4s} b={row.batch} "
+              f"s={row.max_length} gc={int(row.gradient_checkpointing)} {row.steps:2d} steps  ~{need:5.0f} s  "
+              f"(total ~{total:5.0f} s){fits}", flush=True)
+
+
+def run_all(rows: list[Row], args, profile: Profile) -> list[Row]:
+    cache = Path(args.cache)
+    begin = time.perf_counter()
+    spent = planned = 0.0   # seconds taken and estimated by what finished: the plan's scale
+
+    def fits(need: float) -> bool:
+        scale = max(0.5, spent / planned) if planned else 1.0   # a row past its time is killed: no overrun
+        return time.perf_counter() - begin + need * scale + profile.reserve_s <= args.budget_s
+
+    def left() -> float:
+        return args.budget_s - profile.reserve_s - (time.perf_counter() - begin)
+
+    built: dict[str, Row] = {}
+    done: list[Row] = []
+    files: dict[int, Path] = {}
+    for n, row in enumerate(rows):
+        need = estimate_s(row, profile, args.smoke)
+        build_row = built.get(row.model) or Row("build", row.model, "build", "build")
+        if row.model not in built:
+            need += estimate_s(build_row, profile, args.smoke)
+        if not fits(need):
+            row.result["status"] = "skipped: does not fit in --budget-s"
+        if row.result.get("status"):
+            print(f"[{time.perf_counter() - begin:5.0f} s] {row.kind} {row.model} {row.side}: {row.result['status']}",
+                  flush=True)
+            done.append(row)
+            continue
+        folder = model_dir(row.model, cache, args.smoke)
+        if row.model not in built:
+            built[row.model] = build_row
+            done.append(build_row)
+            log = cache / f"build-{row.model}.log"
+            if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
+                build_row.result.update(status="ok", note=f"already in {folder}")
+            else:
+                est = estimate_s(build_row, profile, args.smoke)
+                code, wall = timed([sys.executable, __file__, "--build", row.model, "--cache", str(cache),
+                                    *(["--smoke"] if args.smoke else [])], log, left(), cache)
+                spent, planned = spent + wall, planned + est
+                made = [json.loads(x) for x in log.read_text().splitlines() if x.startswith('{"make_s"')]
+                build_row.result.update(status="ok" if code == 0 and made else f"failed (exit {code})", wall_s=round(wall, 1),
+                                        note=f"make {made[0]['make_s']} s, save {made[0]['save_s']} s, "
+                                             f"{made[0]['bytes'] / 1e9:.2f} GB" if made else f"log: {log}")
+                print(f"[{time.perf_counter() - begin:5.0f} s] built {row.model}: {build_row.result['note']} "
+                      f"({wall:.0f} s in all)", flush=True)
+        if build_row.result["status"] != "ok":
+            row.result["status"] = "skipped: the model was not built"
+            done.append(row)
+            continue
+        if row.kind == "memory_grid" and not args.smoke:   # (3M tokens to read: minutes on two cores)
+            from bench_memory import data_file
+            data = data_file(cache)
+        else:
+            data = text_data(cache, row.max_length, max(row.steps * row.batch, 8))
+        out = cache / "runs" / f"{n:02d}-{row.kind}-{row.model}-{row.side}"
+        files[len(done)] = run_file(row, folder, data, out)
+        log = out.with_suffix(".log")
+        code, wall = timed(command(row, folder, data, out), log, left(), cache)
+        spent, planned = spent + wall, planned + estimate_s(row, profile, args.smoke)
+        measure(row, log, out, code, wall)
+        done.append(row)
+        r = row.result
+        print(f"[{time.perf_counter() - begin:5.0f} s] {row.kind} {row.model} {row.side} {row.quantization}: "
+              f"{r['status']}  wall {wall:.1f} s  in train() {r['train_s'] or float('nan'):.1f} s  "
+              f"{r['tokens_per_s'] or 0:,.0f} tokens/s  peak {(r['peak_allocated'] or 0) / 1e9:.2f} GB", flush=True)
+    add_estimates(done, files, args.budget_s - (time.perf_counter() - begin) - 5)
+    return done
+
+
+def summary(rows: list[Row]) -> None:
+    def gb(x):
+        return f"{x / 1e9:7.2f}" if x else "      -"
+
+    def num(x, fmt):
+        return format(x, fmt) if isinstance(x, (int, float)) else "-"
+
+    print(f"\n{'kind':11s} {'model':16s} {'side':9s} {'quant':5s} gc {'wall s':>7s} {'train s':>7s} {'setup s':>7s} "
+          f"{'tokens/s':>9s} {'peak GB':>7s} {'est GB':>7s} {'est err':>7s}  status")
+    for row in rows:
+        r = row.result
+        if row.kind == "build":
+            print(f"{'build':11s} {row.model:16s} {'':9s} {'':5s}    {num(r.get('wall_s'), '7.1f'):>7s}  "
+                  f"{r.get('note', '')}  {r['status']}")
+            continue
+        err = r.get("estimate_error_percent")
+        print(f"{row.kind:11s} {row.model:16s} {row.side:9s} {row.quantization:5s} {int(row.gradient_checkpointing):2d} "
+              f"{num(r.get('wall_s'), '7.1f'):>7s} {num(r.get('train_s'), '7.1f'):>7s} {num(r.get('setup_s'), '7.1f'):>7s} "
+              f"{num(r.get('tokens_per_s'), '9,.0f'):>9s} {gb(r.get('peak_allocated'))} {gb(r.get('estimate_total'))} "
+              f"{(f'{err:+.1f}%' if err is not None else '-'):>7s}  {r['status']}")
+    pairs: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        if row.kind in ("speed", "qlora") and row.result.get("status") == "ok":
+            pairs.setdefault(row.pair, {})[row.side] = row.result
+    print("\nfinetune train against plain TRL (above 1.00x: finetune is faster):")
+    for name, sides in pairs.items():
+        if len(sides) == 2:
+            ours, plain = sides["finetune"], sides["plain_trl"]
+            print(f"  {name}: tokens/s in train() {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}x, whole "
+                  f"process {plain['wall_s'] / ours['wall_s']:.2f}x (set-up around train(): {ours['setup_s']:.1f} s "
+                  f"against {plain['setup_s']:.1f} s), peak memory {ours['peak_allocated'] / plain['peak_allocated']:.2f}x"
+                  if ours.get("peak_allocated") and plain.get("peak_allocated") else
+                  f"  {name}: tokens/s in train() {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}x, whole process "
+                  f"{plain['wall_s'] / ours['wall_s']:.2f}x (set-up {ours['setup_s']:.1f} s against {plain['setup_s']:.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="on the CPU: tiny configs, 2 steps, batch 2 x 32")
+    parser.add_argument("--budget-s", type=float, default=None, help="seconds for the whole script; rows that "
+                        "would not fit are skipped (default 540; 60 with --smoke)")
+    parser.add_argument("--out", help="the CSV (default benchmarks/gpu_results.csv; with --smoke, in --cache)")
+    parser.add_argument("--cache", default=os.environ.get("FINETUNE_BENCH_CACHE", "/tmp/finetune-bench-memory"),
+                        help="model folders, data, run folders and logs (bench_memory.py's default: shared)")
+    parser.add_argument("--models", nargs="*", help="speed pairs (Meta-Llama-3-8B Qwen2.5-0.5B; the smoke: "
+                        "the first)")
+    parser.add_argument("--qlora-models", nargs="*", help="4-bit pairs (Meta-Llama-3-8B)")
+    parser.add_argument("--grid-models", nargs="*", help="bench_memory.grid(quick=True) rows of `finetune train` "
+                        "(Qwen2.5-0.5B Meta-Llama-3-8B; the smoke: one row); name none to leave a kind out")
+    parser.add_argument("--reps", type=int, default=1, help="speed and QLoRA pairs, each in the other order")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--length", type=int)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan only")
+    parser.add_argument("--build", metavar="MODEL", help=argparse.SUPPRESS)   # the model-making child process
+    args = parser.parse_args()
+    if args.build:
+        build(args.build, Path(args.cache), args.smoke)
+        return
+    smoke = args.smoke
+    args.steps = args.steps or (2 if smoke else 25)
+    args.batch = args.batch or (2 if smoke else 4)
+    args.length = args.length or (32 if smoke else 1024)
+    args.budget_s = args.budget_s or (60 if smoke else 540)
+    if args.models is None:
+        args.models = ["Meta-Llama-3-8B"] if smoke else ["Meta-Llama-3-8B", "Qwen2.5-0.5B"]
+    if args.qlora_models is None:
+        args.qlora_models = args.models[:1] if smoke else ["Meta-Llama-3-8B"]
+    if args.grid_models is None:
+        args.grid_models = args.models[:1] if smoke else ["Qwen2.5-0.5B", "Meta-Llama-3-8B"]
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not smoke and not cuda and not args.dry_run:
+        sys.exit("no GPU here: run with --smoke, or on the lent machine (benchmarks/gpu/README.md)")
+    profile = CPU if smoke else GPU
+    rows = plan(args)
+    show_plan(rows, profile, args)
+    if args.dry_run:
+        return
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    from importlib.metadata import version
+    device = torch.cuda.get_device_name() if cuda else "cpu"
+    versions = "  ".join(f"{p} {version(p)}" for p in ("torch", "transformers", "peft", "trl", "datasets", "accelerate"))
+    print(f"device: {device}; {versions}", flush=True)
+    done = run_all(rows, args, profile)
+    out = Path(args.out or (Path(args.cache) / "gpu_smoke.csv" if smoke else ROOT / "benchmarks" / "gpu_results.csv"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(row.csv(device) for row in done)
+    summary(done)
+    print(f"\nwritten: {out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
