@@ -242,3 +242,25 @@ def test_the_model_card_names_the_method_its_settings_and_rewards(tmp_path):
     sft = AdapterSource(RunFolder(folder), RunConfig.from_dict({"model": {"name_or_path": "demo"}}),
                         folder / "adapter", None, "completed")
     assert "| Method | SFT (supervised fine-tuning on the examples) |" in render(sft, "alice/x", has_plot=False)
+
+
+def test_the_method_charts_settings_wait_for_a_frame_naming_its_series(page):
+    """A run's series appear at its first log: the poll that sees them sends their data first, the settings
+    (which rebuild the chart's colour scale from the data it holds) on the next one (finetune/ui/plots.py)."""
+    import json
+
+    ui, runs = page.ui, page.jobs.runs_dir
+    folder = runs / "dpo-later"
+    folder.mkdir()
+    (folder / "run.yaml").write_text("model: {name_or_path: demo}\nmethod: {name: dpo}\n")
+    (folder / "status.json").write_text(json.dumps({"state": "running", "step": 0, "max_steps": 10}))
+    tick = wired(page, ui.timer, "tick", ui.loss_plot)
+    seen = None
+    for _ in range(4):   # settled with no series yet
+        answer = tick.fn("dpo-later", seen)
+        seen = answer[ui.seen] if answer != gr.skip() else seen
+    (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.7, "rewards/margins": 0.1}) + "\n")
+    first = tick.fn("dpo-later", seen)
+    assert set(first[ui.method_plot]["series"].dropna()) == {"rewards/margins"}   # the data, not the settings
+    second = tick.fn("dpo-later", first[ui.seen])
+    assert props(second[ui.method_plot])["visible"] is True

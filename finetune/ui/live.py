@@ -177,7 +177,10 @@ def wire_live(ui, jobs) -> None:
         panel = watch(run_id, profile)
         same_run = bool(seen.get("key")) and seen["key"][0] == panel["key"][0]
         settings = {**panel["settings"], "method": panel["method_settings"]}
-        if settings != seen.get("settings") and same_run:
+        # The method chart's series come and go with the run (none until its first log): its settings wait
+        # until a frame naming each has gone out, or the rebuilt spec would have no colour for them.
+        drawn = set(panel["method_settings"]["color_map"]) <= set(seen.get("method_names") or [])
+        if settings != seen.get("settings") and same_run and drawn:
             loss = panel["settings"]
             return {ui.loss_plot: gr.LinePlot(**loss), ui.lr_plot: gr.LinePlot(x_lim=loss["x_lim"]),
                     ui.method_plot: gr.LinePlot(**panel["method_settings"]),
@@ -189,6 +192,7 @@ def wire_live(ui, jobs) -> None:
         if panel["data_key"] != seen.get("data_key") or resend:
             out = {ui.loss_plot: plots.loss_frame(panel["curves"]), ui.lr_plot: plots.lr_frame(panel["curves"]),
                    ui.method_plot: plots.method_frame(panel["series"])}
+            seen["method_names"] = plots.method_series(panel["series"])
         out.update(samples_view.updates(ui, panel["samples"], seen))   # only when the answers changed
         active = panel["state"] in ACTIVE
         seen.update(key=panel["key"], data_key=panel["data_key"], resend=max(0, resend - 1))
