@@ -60,7 +60,7 @@ MODEL_KEYS = ("model.name_or_path", "model.revision", "model.trust_remote_code")
 # Text boxes count when left or submitted, not at every keystroke (a half-typed name is not an error).
 # data.path is changed by the dataset buttons too, so it follows every change.
 ON_LEAVE = {"model.revision", "lora.layers_to_transform", "lora.modules_to_save", "ui.target_regex",
-            "hub.repo_id"}
+            "hub.repo_id", "samples.prompts"}
 
 
 class SessionLocks:

@@ -24,6 +24,7 @@ RUN_KEYS = [
     "training.gradient_checkpointing", "training.logging_steps", "training.save_steps", "training.seed",
     "hub.repo_id",
     "training.devices", "training.strategy",
+    "training.early_stopping_patience", "training.report_to", "samples.prompts",
 ]
 TARGET_KEYS = ["ui.targets", "ui.all_linear", "ui.target_regex"]
 # The method section: its name, each method's settings (a widget each, shown for the methods that take it,
@@ -37,9 +38,12 @@ FORM_KEYS = RUN_KEYS + TARGET_KEYS + METHOD_KEYS
 LIST_KEYS = {"lora.modules_to_save"}                  # a comma-separated text box <-> a list of names
 INDEX_KEYS = {"lora.layers_to_transform"}             # "0, 2, 4" <-> [0, 2, 4]
 OPTIONAL_TEXT_KEYS = {"model.revision", "hub.repo_id"} | LIST_KEYS | INDEX_KEYS   # empty box <-> null
+# Keys left out of the run file when their widget is empty (a null report_to would be written as one).
+DROPPED_WHEN_EMPTY = {"training.early_stopping_patience", "training.report_to", "samples.prompts"}
 WHOLE_NUMBER_KEYS = {"lora.r", "data.max_length", "training.max_steps", "training.per_device_train_batch_size",
                      "training.gradient_accumulation_steps", "training.logging_steps", "training.save_steps",
-                     "training.seed", "method.num_generations", "method.max_completion_length"}
+                     "training.seed", "training.early_stopping_patience", "method.num_generations",
+                     "method.max_completion_length"}
 
 
 def split_names(text) -> list[str]:
@@ -52,6 +56,11 @@ def _index(token: str):
 
 
 def widget_to_run_value(key: str, value):
+    if key == "training.report_to":   # ticked trackers; none ticked: no report_to
+        return list(value) if value else None
+    if key == "samples.prompts":      # one prompt a line; an empty box: the default (from the eval split)
+        lines = [line.strip() for line in str(value or "").splitlines() if line.strip()]
+        return lines or None
     if key == "training.devices":  # a dropdown of "1", "2", ... and "auto"
         text = str(value).strip() if value is not None else "1"
         return int(text) if text.isdigit() else text
@@ -72,6 +81,11 @@ def widget_to_run_value(key: str, value):
 
 
 def run_value_to_widget(key: str, value):
+    if key == "training.report_to":
+        listed = value if isinstance(value, list) else [] if value is None else [value]
+        return [str(v).strip().lower() for v in listed if str(v).strip().lower() != "none"]
+    if key == "samples.prompts":
+        return "\n".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))
     if key == "training.devices":
         return str(value)
     if key in OPTIONAL_TEXT_KEYS:
@@ -111,7 +125,11 @@ def form_to_run(values: dict, extra: dict | None, all_linear_names) -> dict:
         if key not in values:
             continue
         section, name = key.split(".", 1)
-        run.setdefault(section, {})[name] = widget_to_run_value(key, values[key])
+        value = widget_to_run_value(key, values[key])
+        if value is None and key in DROPPED_WHEN_EMPTY:
+            (run.get(section) or {}).pop(name, None)
+            continue
+        run.setdefault(section, {})[name] = value
     lora = run.setdefault("lora", {})
     if "ui.targets" in values:
         lora["target_modules"] = target_modules(values["ui.targets"], values.get("ui.all_linear"),
@@ -148,8 +166,8 @@ def run_to_form(run: dict, all_linear_names) -> dict:
     out = {}
     for key in RUN_KEYS:
         section, name = key.split(".", 1)
-        if name in (run.get(section) or {}):
-            out[key] = run_value_to_widget(key, run[section][name])
+        if name in (run.get(section) or {}) or key in DROPPED_WHEN_EMPTY:   # absent: the widget empties
+            out[key] = run_value_to_widget(key, (run.get(section) or {}).get(name))
     out.update(target_widgets((run.get("lora") or {}).get("target_modules", ALL_LINEAR), all_linear_names))
     method = run.get("method") if isinstance(run.get("method"), dict) else {}
     out["method.name"] = method.get("name") or "sft"

@@ -17,6 +17,7 @@ import gradio as gr
 from finetune import space
 from finetune.runfile import DEMO, SECTIONS, field_help
 from finetune.runfile.data_formats import FORMATS
+from finetune.runfile.reporters import KNOWN as REPORTERS
 from finetune.ui import access, devices, memory_view, method_view, playground, plots, samples_view, sweep_view
 from finetune.ui.runs import RUNS_COLUMNS
 
@@ -226,7 +227,8 @@ def training_section(d: Values) -> Form:
                 d("training.gradient_accumulation_steps"), precision=0, label="gradient accumulation",
                 info=helped("training.gradient_accumulation_steps"), elem_id="grad-accum")
             f["training.logging_steps"] = gr.Number(d("training.logging_steps"), precision=0,
-                                                    label="logging_steps", info=helped("training.logging_steps"))
+                                                    label="logging_steps", info=helped("training.logging_steps"),
+                                                    elem_id="logging-steps")
         # "ui.gpu" (no run-file key): the GPU that the memory verdict under the count is for (ui/memory_view.py)
         f[memory_view.KEY] = memory_view.build_picker()
     with gr.Accordion("More training settings", open=False):
@@ -246,7 +248,28 @@ def training_section(d: Values) -> Form:
             f["training.seed"] = gr.Number(d("training.seed"), precision=0, label="seed", info=helped("training.seed"))
         f["training.gradient_checkpointing"] = gr.Checkbox(
             False, label="gradient_checkpointing", info=helped("training.gradient_checkpointing"))
+    watch_settings(f, d)
     return f
+
+
+def watch_settings(f: Form, d: Values) -> None:
+    """Watching a run learn (issue 18): early stopping, trackers writing in the run folder, and prompts the model
+    answers at each evaluation (shown under the curve)."""
+    with gr.Accordion("Early stopping, trackers and sample prompts", open=False, elem_id="watch-settings"):
+        with gr.Row():
+            f["training.early_stopping_patience"] = gr.Number(
+                d("training.early_stopping_patience"), precision=0, label="early_stopping_patience",
+                info=helped("training.early_stopping_patience"), elem_id="early-stopping-patience")
+            # No run-file field documents report_to (an allowlisted SFTConfig key, checked by runfile/reporters.py).
+            f["training.report_to"] = gr.CheckboxGroup(
+                list(REPORTERS), value=d("training.report_to") or [], label="report_to", elem_id="report-to",
+                info="Trackers the run also reports to. TensorBoard and Trackio write inside the run folder: open "
+                "them with `tensorboard --logdir runs/RUN/tensorboard` or `TRACKIO_DIR=runs/RUN/trackio trackio "
+                "show --project RUN`. W&B and MLflow send metrics with your own credentials (refused on a Space).")
+        f["samples.prompts"] = gr.Textbox(d("samples.prompts"), lines=3, max_lines=8, label="samples.prompts",
+                                          placeholder="One prompt a line, e.g. What is LoRA?",
+                                          info=helped("samples.prompts") + " One prompt a line.",
+                                          elem_id="sample-prompts")
 
 
 def hub_section(d: Values) -> Form:
