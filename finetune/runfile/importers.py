@@ -15,6 +15,7 @@ from pathlib import Path
 from finetune.errors import RunFileError
 from finetune.runfile import ALL_LINEAR, DEMO, SECTIONS, axolotl
 from finetune.runfile.data_formats import FORMATS
+from finetune.runfile.method import DATA_FORMATS, NAMES
 from finetune.runfile.validators import show
 
 # Axolotl keys that belong to the composed fields (read by code below), and keys with nothing to carry.
@@ -159,8 +160,8 @@ def from_axolotl(raw: dict) -> tuple[dict, list[str]]:
                          "linear layer")
     elif raw.get("lora_target_modules") is not None:
         put("lora.target_modules", raw["lora_target_modules"])
+    _axolotl_method(raw, run, notes)   # first: the method says which format the data's type stands for
     _axolotl_data(raw.get("datasets"), run, notes, DATA_FILE)
-    _axolotl_method(raw, run, notes)
     if "warmup_ratio" in raw:
         put("training.warmup_steps", raw["warmup_ratio"])
     for key, value in raw.items():
@@ -179,8 +180,6 @@ def from_axolotl(raw: dict) -> tuple[dict, list[str]]:
 
 def _axolotl_method(raw: dict, run: dict, notes: list[str]) -> None:
     """Axolotl's `rl:` (dpo | kto | orpo | grpo) as method.name, rl_beta and GRPO's `trl:` settings with it."""
-    from finetune.runfile.method import NAMES
-
     rl = raw.get("rl")
     if rl is None:
         return
@@ -209,10 +208,12 @@ def _axolotl_data(datasets, run: dict, notes: list[str], demo_file) -> None:
         run["data"]["path"] = _builtin(first.pop("path"), demo_file)
     kind = first.pop("type", None)
     if kind is not None:
-        # The export writes `auto` as chat_template (Axolotl needs a type up front), and auto reads chat data
-        # as chat: reading chat_template back as auto keeps a round trip exact and changes no outcome.
-        chat = next(f for f in FORMATS if f.name == "chat").axolotl
-        found = "auto" if kind == chat else next((f.name for f in FORMATS if f.axolotl == kind), None)
+        # The export writes `auto` as the method's first format (Axolotl needs a type up front: chat_template
+        # for SFT, the preference fields for DPO, ...), and auto reads such data as that format: reading it
+        # back as auto keeps a round trip exact and changes no outcome.
+        method = run.get("method", {}).get("name", "sft")
+        usual = next(f for f in FORMATS if f.name == DATA_FORMATS.get(method, DATA_FORMATS["sft"])[0]).axolotl
+        found = "auto" if kind == usual else next((f.name for f in FORMATS if f.axolotl == kind), None)
         if found is None:
             notes.append(f"datasets[0].type: {show(kind)} is not carried over (known: "
                          f"{', '.join(str(f.axolotl) for f in FORMATS if isinstance(f.axolotl, str))}); "

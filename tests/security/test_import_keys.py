@@ -24,7 +24,8 @@ PLAUSIBLE = {
     "micro_batch_size": 4, "gradient_accumulation_steps": 8, "lr_scheduler": "cosine", "warmup_steps": 10,
     "weight_decay": 0.01, "max_grad_norm": 0.5, "optimizer": "adamw_torch", "gradient_checkpointing": True,
     "logging_steps": 5, "save_steps": 50, "save_total_limit": 3, "eval_steps": 20, "early_stopping_patience": 3, "seed": 7, "max_steps": 100,
-    "hub_model_id": "x/y",
+    "hub_model_id": "x/y", "rl": "dpo", "rl_beta": 0.1, "kto_desirable_weight": 1.0, "kto_undesirable_weight": 1.5,
+    "trl": {"num_generations": 4, "max_completion_length": 64},
     # the composed keys
     "base_model": "x/y", "adapter": "qlora", "load_in_4bit": True, "load_in_8bit": True, "lora_target_linear": True,
     "lora_target_modules": ["q_proj", "v_proj"], "datasets": [{"path": "x/y", "type": "alpaca"}],

@@ -18,7 +18,9 @@ from finetune.runfile.validators import Invalid
 # Settings some integer fields need beside them to be checked alone (layers_to_transform wants named targets).
 CONTEXT = {"lora.layers_to_transform": {"lora": {"target_modules": ["q_proj"]}},
            "training.zero_stage": {"training": {"strategy": "deepspeed", "devices": 2}},
-           "training.early_stopping_patience": {"data": {"eval_size": 4}}}
+           "training.early_stopping_patience": {"data": {"eval_size": 4}},
+           **{key: {"method": {"name": "grpo", "rewards": [{"type": "contains", "text": "x"}]}}
+              for key in ("method.num_generations", "method.max_completion_length")}}
 DICT_FIELDS = {"lora.rank_pattern"}   # {module: value}: each value is what is checked
 
 
