@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 
 from finetune.adapter.source import AdapterSource, find_adapter
-from finetune.errors import RunFileError
+from finetune.errors import FinetuneError, RunFileError
 from finetune.runfile.repo_id import repo_id_problem
 from finetune.space import on_space
 
@@ -41,7 +41,7 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_mo
                  "vocab.json", "merges.txt", "added_tokens.json")
 
 
-class PushError(Exception):
+class PushError(FinetuneError):
     """The push itself failed (the Hub refused it, the network is down): one line for the user."""
 
 

@@ -12,7 +12,8 @@ slot of the job manager and given back when it goes idle.
         {"event": "text", "answers": {...}}      the answers so far (every side the request asked for)
         {"event": "tick"}                        nothing new for a second (a caller's chance to notice it left)
         {"event": "done", "answers", "tokens", "seconds", "first_token_s", "stopped", "time_limit_s"}
-        RunFileError is raised with the worker's one-line message when it refuses or fails.
+        RunFileError is raised with the worker's one-line message when it refuses the request or it fails;
+        GenerationError when busy or past the time limit; WorkerCrashed when the worker process died.
     .close()                                      stop the worker and give its slot back
 
 One generation runs at a time (a second request waits, and says so). The worker keeps its model while
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from finetune.adapter.generate import TIME_LIMIT_S, GenSettings, check_prompt
 from finetune.adapter.worker_process import WorkerProcess
-from finetune.errors import RunFileError
+from finetune.errors import FinetuneError, RunFileError
 from finetune.jobs.process import PACKAGE_ROOT, detect_gpus
 
 HOLDER = "playground"
@@ -48,6 +49,16 @@ GRACE_S = 5.0   # a worker that has not stopped this long after its time limit, 
 # With nothing new from the worker, the caller still gets an event this often: Gradio notices that a caller
 # left (and closes its generator, which stops the worker) only when the generator yields.
 TICK_S = 1.0
+
+
+class GenerationError(FinetuneError):
+    """The Playground could not answer this prompt: busy for longer than its limit, or past its own time limit.
+    Not a RunFileError: nothing the user wrote is wrong, and retrying later may work."""
+
+
+class WorkerCrashed(GenerationError):
+    """The generation worker process died (killed for memory, a crash in a library): said as such, never as a
+    problem with the run file."""
 
 
 class _ExitedIdle(Exception):
@@ -80,7 +91,7 @@ class Playground:
         give_up = time.monotonic() + self.time_limit
         while not self._lock.acquire(timeout=WAIT_POLL_S):
             if time.monotonic() >= give_up:
-                raise RunFileError(f"busy: the generations before this one took its whole time limit of "
+                raise GenerationError(f"busy: the generations before this one took its whole time limit of "
                                    f"{self.time_limit:g} s; try again in a moment")
             yield {"event": "waiting", "message": "another generation is running; yours starts when it ends"}
         try:
@@ -98,7 +109,7 @@ class Playground:
                     continue
                 if worker is None:
                     if time.monotonic() >= give_up:
-                        raise RunFileError(f"busy: {self._waiting_message()}, for longer than this request's time "
+                        raise GenerationError(f"busy: {self._waiting_message()}, for longer than this request's time "
                                            f"limit of {self.time_limit:g} s; try again later")
                     yield {"event": "waiting", "message": self._waiting_message()}
                     time.sleep(WAIT_POLL_S)
@@ -108,7 +119,7 @@ class Playground:
             except _ExitedIdle:
                 # It reached its idle timeout just as this request came: a new worker takes it.
                 continue
-        raise RunFileError(self._died())
+        raise WorkerCrashed(self._died())
 
     def _request(self, worker: WorkerProcess, run_dir: str, prompt: str, settings: GenSettings, compare: bool):
         rid = str(next(self._ids))
@@ -124,12 +135,12 @@ class Playground:
                 finished = True
                 if worker.proc.wait() == 0:
                     raise _ExitedIdle()
-                raise RunFileError(self._died())
+                raise WorkerCrashed(self._died())
             while True:
                 if clock is not None and time.monotonic() > clock + self.time_limit + GRACE_S:
                     finished = True
                     worker.kill()
-                    raise RunFileError(f"the generation ran past its time limit of {self.time_limit:g} s and did "
+                    raise GenerationError(f"the generation ran past its time limit of {self.time_limit:g} s and did "
                                        "not stop, so its worker was ended; the next prompt starts a new one")
                 try:
                     batch = [worker.events.get(timeout=TICK_S)]
@@ -149,7 +160,7 @@ class Playground:
                         finished = True
                         if not heard and worker.proc.wait() == 0:
                             raise _ExitedIdle()
-                        raise RunFileError(self._died())
+                        raise WorkerCrashed(self._died())
                     if event.get("id") != rid:
                         continue   # the end of an earlier, abandoned request
                     heard = True

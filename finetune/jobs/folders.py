@@ -9,6 +9,7 @@ import re
 import time
 from pathlib import Path
 
+from finetune.errors import FinetuneError
 from finetune.runfile import RunConfig
 from finetune.runfile.validators import show
 from finetune.train.runfolder import RunFolder
@@ -16,7 +17,7 @@ from finetune.train.runfolder import RunFolder
 RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # a folder name, never a path; at most 128 chars
 
 
-class UnknownRun(KeyError):
+class UnknownRun(FinetuneError, KeyError):
     """Raised for a run id with no run folder (or one that is not a plain folder name)."""
 
     def __str__(self):

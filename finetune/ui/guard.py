@@ -2,8 +2,8 @@
 `user_error(...)`: a gr.Error carrying the core's one-line messages, logged as one line. Gradio prints a full
 traceback for every gr.Error unless told not to, so each bad YAML, unknown run id or refused sign-in wrote ~40
 lines to the app log (and a flood of them, megabytes); a refusal is expected, not a bug, and one line says all
-there is to say. The core's own refusals (RunFileError, UnknownRun) become one through `refusals()` or
-`user_error_from()`."""
+there is to say. The core's own errors (any finetune.errors.FinetuneError: RunFileError, UnknownRun, the
+Playground's GenerationError and WorkerCrashed, PushError) become one through `refusals()` or `user_error_from()`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from finetune.errors import RunFileError
-from finetune.jobs import UnknownRun
+from finetune.errors import FinetuneError
 from finetune.runfile.limits import cut
 from finetune.ui import access
 
@@ -29,21 +28,19 @@ def user_error(message) -> gr.Error:
     return gr.Error(str(message), print_exception=False)
 
 
-def user_error_from(exc: RunFileError | UnknownRun) -> gr.Error:
-    """The user_error for one of the core's refusals: a run file's problems one per line, or what is wrong with
-    a run id."""
-    if isinstance(exc, RunFileError):
-        return user_error("\n".join(exc.problems))
-    return user_error(str(exc))
+def user_error_from(exc: FinetuneError) -> gr.Error:
+    """The user_error for one of the core's errors: a run file's problems one per line, what is wrong with a
+    run id, a crashed worker said as such."""
+    return user_error("\n".join(exc.lines()))
 
 
 @contextlib.contextmanager
 def refusals() -> Iterator[None]:
-    """`with refusals(): ...`: a RunFileError or UnknownRun raised inside reaches the user as a user_error
-    (without the core's traceback chained to it); any other exception passes unchanged."""
+    """`with refusals(): ...`: a FinetuneError raised inside reaches the user as a user_error (without the
+    core's traceback chained to it); any other exception passes unchanged."""
     try:
         yield
-    except (RunFileError, UnknownRun) as exc:
+    except FinetuneError as exc:
         raise user_error_from(exc) from None
 
 

@@ -12,7 +12,7 @@ import gradio as gr
 import pytest
 
 from finetune.adapter.generate import MAX_PROMPT_CHARS, GenSettings, load, stream
-from finetune.adapter.service import Playground
+from finetune.adapter.service import GenerationError, Playground
 from finetune.adapter.source import find_adapter
 from finetune.errors import RunFileError
 from security.untrained import untrained_run
@@ -134,7 +134,7 @@ def test_the_worker_stops_a_generation_whose_caller_left_and_the_next_does_not_w
         first = playground.generate(runs[2], STORY, long)
         next(e for e in first if e["event"] == "text")   # it holds the worker now
         started = time.perf_counter()
-        with pytest.raises(RunFileError, match=r"^busy: the generations before this one took its whole time limit"):
+        with pytest.raises(GenerationError, match=r"^busy: the generations before this one took its whole time limit"):
             list(playground.generate(runs[2], STORY, GenSettings(max_new_tokens=8)))
         waited = time.perf_counter() - started
         first.close()
@@ -156,7 +156,7 @@ def test_a_worker_that_does_not_stop_is_killed_after_its_limit(tmp_path):
     playground = Playground(None, idle_timeout=60, python=str(stuck), time_limit=0.5)
     try:
         started = time.perf_counter()
-        with pytest.raises(RunFileError, match=r"ran past its time limit of 0\.5 s and did not stop"):
+        with pytest.raises(GenerationError, match=r"ran past its time limit of 0\.5 s and did not stop"):
             list(playground.generate(tmp_path, STORY))
         took = time.perf_counter() - started
         print(f"a stuck worker was killed {took - 0.5:.2f} s after its 0.5 s limit (grace {service.GRACE_S:g} s)")
