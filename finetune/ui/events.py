@@ -24,7 +24,7 @@ import gradio as gr
 
 from finetune.errors import RunFileError
 from finetune.runfile import DEMO, overlay
-from finetune.ui import memory_view, method_view, render
+from finetune.ui import memory_fix, memory_view, method_view, render
 from finetune.ui.form import FORM_KEYS, extra_of
 from finetune.ui.guard import refusals, require, user_error
 from finetune.ui.panel import (
@@ -181,7 +181,7 @@ def wire_configure(ui: SimpleNamespace, jobs) -> None:
     then_text = text_follower(ui, locked)
     wire_fields(ui, locked, then_text)
     method_view.wire(ui, locked, count_outputs(ui), then_text)   # the method, its settings and rewards
-    memory_view.wire(ui, locked, count_outputs(ui), then_text)   # the "apply the fix" button (ui/memory_view.py)
+    memory_fix.wire(ui, locked, count_outputs(ui), then_text)   # the "apply the fix" button (ui/memory_fix.py)
     wire_fills(ui, jobs, locked, then_text)
     wire_data(ui, jobs, locked)
 
