@@ -183,7 +183,7 @@ def cpu_methods(methods: list[str]) -> None:
     """One measured step of each method's TRL trainer on the demo model (memory_probe.compare_method), beside
     the estimate for the shape that step had: kept activations, and the step's allocator peak against the
     estimate's activations + gradients."""
-    from finetune.model import memory_probe as mp
+    import memory_probe as mp
 
     print(f"{'method':6s} {'kept measured':>14s} {'estimated':>10s} {'peak measured':>14s} {'estimated':>10s}")
     for method in methods:
@@ -201,11 +201,11 @@ def cpu(args) -> None:
     if args.methods:
         cpu_methods(["sft", *args.methods])
         return
+    import memory_probe as mp
     import torch
     from tiny_configs import TINY
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from finetune.model import memory_probe as mp
     from finetune.model.activations import activation_parts, layout
     from finetune.model.count import count_run
     from finetune.model.dtypes import CPU

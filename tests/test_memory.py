@@ -64,9 +64,8 @@ def estimated(run):
 
 def step(model, run, optimizer=None):
     """One forward with the job's loss, a backward, and an optimizer step when given one."""
+    import memory_probe as mp
     import torch
-
-    from finetune.model import memory_probe as mp
 
     mp.add_job_loss(model)
     model.train()
@@ -85,7 +84,8 @@ def step(model, run, optimizer=None):
 @pytest.mark.parametrize("quant,dtype", [("none", "bfloat16"), ("none", "float32"), ("4bit", "bfloat16"),
                                          ("8bit", "bfloat16")])
 def test_weights_match_the_loaded_model(models, arch, quant, dtype):
-    from finetune.model import memory_probe as mp
+    import memory_probe as mp
+
     from finetune.model.loading import load_model
 
     run = make_run(models[arch], quant, dtype)
@@ -95,11 +95,10 @@ def test_weights_match_the_loaded_model(models, arch, quant, dtype):
 
 @pytest.mark.slow
 def test_4bit_weights_without_double_quantization(models):
+    import memory_probe as mp
     import torch
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from finetune.model import memory_probe as mp
 
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False,
                                bnb_4bit_compute_dtype=torch.bfloat16)
@@ -127,7 +126,7 @@ TRAIN_CASES = [
 @pytest.mark.parametrize("arch,quant,dtype,lora", TRAIN_CASES, ids=lambda v: str(v) if not isinstance(v, dict)
                          else "-".join(v) or "default")
 def test_trainable_gradients_and_adamw_state_match_peft(models, arch, quant, dtype, lora):
-    from finetune.model import memory_probe as mp
+    import memory_probe as mp
 
     run = make_run(models[arch], quant, dtype, lora)
     model, _ = mp.prepare(run)
@@ -144,7 +143,7 @@ def test_trainable_gradients_and_adamw_state_match_peft(models, arch, quant, dty
                                    "adamw_8bit", "paged_adamw_8bit"])
 @pytest.mark.parametrize("quant", ["none", "4bit"])
 def test_optimizer_state_after_one_step(models, optim, quant):
-    from finetune.model import memory_probe as mp
+    import memory_probe as mp
 
     # r=32 on a 128-wide model: every adapter has >= 4096 values, so 8-bit states are really 8-bit.
     run = make_run(models["wide"], quant, lora={"r": 32, "target_modules": ALL7}, optim=optim)
@@ -164,7 +163,8 @@ def test_optimizer_state_after_one_step(models, optim, quant):
 def test_kept_activations_match_autograd(models, arch, quant):
     """What the estimate says autograd keeps, against what it keeps (saved-tensor hooks, each storage once).
     Llama-like blocks (the common case) to 3%, the others to 15%; the transient on top is GPU-only."""
-    from finetune.model import memory_probe as mp
+    import memory_probe as mp
+
     from finetune.model.activations import activation_parts, layout
 
     run = make_run(models[arch], quant)
@@ -186,9 +186,9 @@ def test_checkpointing_keeps_one_hidden_state_per_layer(models, quant):
     """With gradient checkpointing (as the Trainer turns it on) autograd keeps each layer's input, the final
     norm's and the loss head's: to 20% on a tiny model, where the batch itself (counted by the estimate, not
     kept by autograd) is a noticeable share."""
+    import memory_probe as mp
     import torch
 
-    from finetune.model import memory_probe as mp
     from finetune.model.activations import activation_parts, layout
 
     run = make_run(models["llama"], quant, gradient_checkpointing=True)

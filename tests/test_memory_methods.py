@@ -1,5 +1,5 @@
 """The memory estimate follows each method's passes (finetune.model.passes), held against one real step of
-each TRL trainer on the demo model, on the CPU (finetune.model.memory_probe.method_step: the job's own setup,
+each TRL trainer on the demo model, on the CPU (tests/memory_probe.py method_step: the job's own setup,
 model and trainer; the second step measured).
 
 What is compared, and how closely (measured on this machine, float32 on the CPU, batch 4, max_length 128):
@@ -96,7 +96,7 @@ def test_count_json_says_the_method_and_keeps_the_count(llama8b):
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    from finetune.model import memory_probe as mp
+    import memory_probe as mp
 
     cache: dict = {}
 

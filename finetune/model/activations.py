@@ -10,6 +10,7 @@ from collections import Counter
 
 from finetune.model.architecture import CONV1D, EMBEDDING, LINEAR, Skeleton
 from finetune.model.dtypes import BYTES
+from finetune.model.trainables import trainable_tensors
 
 TOKEN_TILE, VOCAB_TILE = 4096, 32768   # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE
 ATTN_OUT = {"o_proj", "out_proj", "dense", "c_proj", "wo", "o"}
@@ -116,7 +117,6 @@ def activation_parts(count, lay: dict, s, fused_head: bool = True) -> tuple[int,
     """(bytes autograd keeps at the end of the forward pass, the largest transient on top of them). Without
     the fused head (ORPO) the head's transients are the caller's (finetune.model.passes)."""
     from finetune.model.count import _ranks
-    from finetune.model.memory import trainable_tensors
 
     quant = s.quantization != "none"
     w = BYTES[s.dtype]
@@ -173,7 +173,7 @@ def activation_parts(count, lay: dict, s, fused_head: bool = True) -> tuple[int,
         if s.use_dora:
             adapters += layers * T * fout * 2 * c
     if autocast and adapter != c:   # autocast's cached 16-bit copies of the float32 adapter weights
-        adapters += c * sum(n for n, b, _, _ in trainable_tensors(count, s) if b == 4)
+        adapters += c * sum(n for n, b, _, _ in trainable_tensors(count, s.quantization, s.dtype) if b == 4)
 
     head = T * h * stream + 18 * T        # the LM head's input, and per-token log-prob, entropy, stats
     inputs = 3 * 8 * T                     # input_ids, labels, attention_mask (int64)

@@ -40,6 +40,7 @@ from finetune.model.activations import layout
 from finetune.model.architecture import CONV1D, LINEAR, Skeleton
 from finetune.model.dtypes import BYTES, Device, resolve_dtype, this_device
 from finetune.model.passes import method_activation_bytes
+from finetune.model.trainables import trainable_tensors
 
 MIB = 1 << 20
 PARTS = ("weights", "trainable", "gradients", "optimizer", "activations", "overhead")
@@ -122,7 +123,7 @@ def estimate_run(run, device: Device | None = None) -> Memory:
 def estimate(count, s: Settings) -> Memory:
     """The memory of one device for a count (finetune.model.count.Count) under settings `s`."""
     skel, lay = count._skel, layout(count._skel)
-    tensors = trainable_tensors(count, s)          # [(numel, bytes per value, rows, cols)]
+    tensors = trainable_tensors(count, s.quantization, s.dtype)          # [(numel, bytes per value, rows, cols)]
     trainable = sum(n * b for n, b, _, _ in tensors)
     weights = weight_bytes(skel, s.quantization, s.dtype, s.double_quant)
     optimizer = sum(optimizer_bytes(s.optim, n, b, rows, cols) for n, b, rows, cols in tensors)
@@ -196,50 +197,6 @@ def weight_bytes(skel: Skeleton, quantization: str, dtype: str, double_quant: bo
 
 
 # --- what trains -----------------------------------------------------------------------------------------
-
-def trainable_tensors(count, s: Settings) -> list[tuple[int, int, int, int]]:
-    """(values, bytes per value, rows, cols) of each trainable tensor, grouped: adapters per bucket of equal
-    shapes, then trained biases and full copies. rows x cols is the shape when 2-D (cols 0 for 1-D)."""
-    from finetune.model.count import _ranks
-
-    skel, lora = count._skel, count._lora
-    quant = s.quantization != "none"
-    adapter = 2 if quant else 4          # bf16 (TRL, over a quantized base) or float32 (PEFT's upcast)
-    base = 2 if quant else BYTES[s.dtype]
-    out = []
-    for (_, _, fin, fout, _), per_rank in _ranks(skel, count._match, lora)["buckets"].items():
-        for rank, layers in per_rank.items():
-            r = rank or lora.r
-            out += [(layers * r * fin, adapter, r, fin), (layers * fout * r, adapter, fout, r)]
-            if lora.lora_bias:
-                out.append((layers * fout, adapter, fout, 0))
-            if lora.use_dora:
-                out.append((layers * fout, 4, fout, 0))
-    bias = count.modules.get("bias")
-    if bias:
-        out.append((bias["params"], base, bias["params"], 0))
-    for numel, rows, cols in _copied_tensors(skel, count._match):
-        out.append((numel, base, rows, cols))
-    return out
-
-
-def _copied_tensors(skel: Skeleton, found) -> list:
-    """(values, rows, cols) of each parameter of the modules_to_save copies."""
-    key = ("memory-copies", found.key)
-    cached = skel.memo.get(key)
-    if cached is None:
-        cached = []
-        for i in found.saved:
-            m = skel.modules[i]
-            for sub in skel.modules:
-                if sub.name == m.name or sub.name.startswith(m.name + "."):
-                    for local, p in sub.params:
-                        n = skel.param_numels[p]
-                        two_d = local == "weight" and sub.in_features and sub.kind != "other"
-                        cached.append((n, sub.out_features if two_d else n, sub.in_features if two_d else 0))
-        skel.memo[key] = cached
-    return cached
-
 
 def optimizer_bytes(optim: str, numel: int, each: int, rows: int, cols: int) -> int:
     """State bytes for `numel` values held as tensors of shape rows x cols (1-D when cols is 0), each value of
