@@ -172,7 +172,9 @@ def test_the_method_frame_leads_with_an_empty_row_per_series_and_picks_the_metho
     assert frame["series"].tolist()[:2] == ["rewards/margins", "rewards/accuracies"]
     assert frame["value"].isna().tolist()[:2] == [True, True] and len(frame) == 6
     grpo = {"reward": [[1, 0.2]], "reward_std": [[1, 0.1]], "rewards/contains/mean": [[1, 0.2]]}
-    assert plots.method_series(grpo) == ["reward", "rewards/contains/mean"]
+    assert plots.method_series(grpo) == ["reward"]   # one reward: its mean is the same curve
+    grpo["rewards/regex/mean"] = [[1, 0.0]]
+    assert plots.method_series(grpo) == ["reward", "rewards/contains/mean", "rewards/regex/mean"]
     assert plots.method_series({}) == [] and plots.method_frame(None).empty
 
 

@@ -33,7 +33,7 @@ OWN = ("method.name", "method.rewards")
 NEW_REWARD = ["contains", "", 1.0]
 REWARDS_NOTE = ("One reward per row: **type** and its **argument** — " + "; ".join(
     f"`{kind}`: {what}" for kind, what in REWARD_ARGUMENTS.items()) + ". The **weight** multiplies it (default 1). "
-    "Each is drawn beside the loss as rewards/&lt;type&gt;/mean while the run trains.")
+    "The mean reward is drawn beside the loss while the run trains, and with several rewards each one's mean.")
 
 
 def takes(name: str, key: str) -> bool:

@@ -84,10 +84,11 @@ METHOD_CURVES = ("rewards/margins", "rewards/accuracies", "reward")
 
 
 def method_series(series: dict | None) -> list[str]:
-    """The names drawn, in a fixed order: the method's key curves, then each GRPO reward's mean."""
+    """The names drawn, in a fixed order: the method's key curves, then each GRPO reward's mean (when several)."""
     series = series or {}
-    return [n for n in METHOD_CURVES if n in series] + \
-        sorted(n for n in series if n.startswith("rewards/") and n.endswith("/mean"))
+    each = sorted(n for n in series if n.startswith("rewards/") and n.endswith("/mean"))
+    # One reward's mean is the mean reward over its weight: the same curve, drawn once.
+    return [n for n in METHOD_CURVES if n in series] + (each if len(each) > 1 else [])
 
 
 def method_frame(series: dict | None) -> pd.DataFrame:
