@@ -1,0 +1,61 @@
+"""In a real browser: a sweep from the page (finetune/ui/sweep_view.py). Two values of lora.r on the form's demo
+run become two queued runs, trained in turn; the sweep's table ranks both once they complete, the runs table
+lists them, and "Load best into form" puts the best run's r into the form's run file.
+
+Headless Chromium from the system, as tests/test_ui_browser.py; the app in its own process, the Hub offline.
+"""
+
+import os
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from browser_page import ARGS, CHROMIUM, set_number  # noqa: E402  (after the skip: it imports playwright)
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")]
+
+# Gradio 6's Dataframe draws its body rows as divs with role=row; an empty cell (best eval loss, with no
+# evaluation split) has no text, so a row reads: rank, run, values, state, final loss, tokens/s, steps.
+ROWS = ("[...document.querySelectorAll('#sweep-table div[role=row]')]"
+        ".map(r => r.innerText.split('\\n').map(s => s.trim()).filter(Boolean))")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from appserver import serve_app
+
+    with serve_app(tmp_path_factory.mktemp("sweep") / "runs") as url:
+        yield url
+
+
+def test_a_sweep_from_the_page_trains_each_value_ranks_them_and_loads_the_best(app_url, tmp_path):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+        page.goto(app_url)
+        page.wait_for_selector("#param-count .trainable", timeout=60_000)
+        set_number(page, "max-steps", 6)
+        page.wait_for_function("document.querySelector('#run-file')?.innerText.includes('max_steps: 6\\n')",
+                               timeout=15_000)
+        page.locator("#sweep").click()   # the accordion
+        values = page.locator("#sweep-values1 textarea, #sweep-values1 input").first
+        values.fill("2,3")
+        values.press("Tab")
+        page.locator("#sweep-launch").click()
+        # Both runs complete, one after the other, and the table ranks them (1 and 2), each naming its r.
+        page.wait_for_function(f"""() => {{ const rows = {ROWS};
+            return rows.length === 2 && rows.every(r => r.includes('completed')); }}""", timeout=300_000)
+        rows = page.evaluate(ROWS)
+        page.locator("#sweep").screenshot(path=str(tmp_path / "sweep.png"))
+        assert [r[0] for r in rows] == ["1", "2"], rows
+        assert sorted(r[2] for r in rows) == ["lora.r=2", "lora.r=3"], rows
+        losses = [float(r[4]) for r in rows]
+        assert losses == sorted(losses), rows   # ranked by final train loss (the demo run has no eval split)
+        best_r = rows[0][2].split("=")[1]
+        page.wait_for_function("!document.querySelector('#sweep-best').disabled", timeout=20_000)
+        page.locator("#sweep-best").click()
+        page.wait_for_function("r => document.querySelector('#run-file')?.innerText.includes('  r: ' + r + '\\n')",
+                               arg=best_r, timeout=20_000)
+        browser.close()
