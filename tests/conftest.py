@@ -52,3 +52,18 @@ def write_jsonl(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def built_page(tmp_path_factory):
+    """The app's page built on a job manager of its own, with no server and no browser: what handler tests
+    call. A module's tests share one (building a page takes a second or two)."""
+    from types import SimpleNamespace
+
+    from finetune.jobs import JobManager
+    from finetune.ui import build_page
+
+    jobs = JobManager(tmp_path_factory.mktemp("runs"))
+    demo, ui = build_page(jobs)
+    yield SimpleNamespace(demo=demo, ui=ui, jobs=jobs)
+    jobs.shutdown()

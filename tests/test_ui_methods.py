@@ -3,7 +3,6 @@ table, the Method section's handlers on a page built as the app builds it (no br
 python rewards, the method's curves in the watch poll, the runs table's method column and the model card."""
 
 import copy
-from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -17,14 +16,8 @@ from finetune.ui.panel import count_outputs
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    from finetune.jobs import JobManager
-    from finetune.ui import build_page
-
-    jobs = JobManager(tmp_path_factory.mktemp("runs"))
-    demo, ui = build_page(jobs)
-    yield SimpleNamespace(demo=demo, ui=ui, jobs=jobs)
-    jobs.shutdown()
+def page(built_page):
+    return built_page
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ generation, no browser."""
 
 import asyncio
 import json
-from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -58,14 +57,8 @@ def test_no_run_and_a_run_without_adapter(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    from finetune.jobs import JobManager
-    from finetune.ui import build_page
-
-    jobs = JobManager(tmp_path_factory.mktemp("runs"))
-    demo, ui = build_page(jobs)
-    yield SimpleNamespace(demo=demo, ui=ui, jobs=jobs)
-    jobs.shutdown()
+def page(built_page):
+    return built_page
 
 
 def run_list_poll(page):

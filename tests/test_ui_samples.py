@@ -3,7 +3,6 @@ line (finetune/ui/render.py): the HTML, and the watch poll sending the samples o
 from a visitor who may not launch on a Space. Run folders written by hand, as the job leaves them."""
 
 import asyncio
-from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -14,14 +13,8 @@ from finetune.ui import render, samples_view
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    from finetune.jobs import JobManager
-    from finetune.ui import build_page
-
-    jobs = JobManager(tmp_path_factory.mktemp("runs"))
-    demo, ui = build_page(jobs)
-    yield SimpleNamespace(demo=demo, ui=ui, jobs=jobs)
-    jobs.shutdown()
+def page(built_page):
+    return built_page
 
 
 def make_run(runs_dir, name: str, samples=(), **status) -> RunFolder:

@@ -17,14 +17,8 @@ REQUEST = SimpleNamespace(session_hash="sweep-test")
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    from finetune.jobs import JobManager
-    from finetune.ui import build_page
-
-    jobs = JobManager(tmp_path_factory.mktemp("runs"))
-    demo, ui = build_page(jobs)
-    yield SimpleNamespace(demo=demo, ui=ui, jobs=jobs)
-    jobs.shutdown()
+def page(built_page):
+    return built_page
 
 
 def wired(page, component, trigger: str):
