@@ -256,7 +256,9 @@ def test_three_runs_in_a_row_from_one_page_each_draw_their_curve(page, runs_dir)
     colour scale was built from the empty first data). Each run must draw while it trains and keep its
     curve when done, with whole-number steps on the axis, and the log box must end on the log's last line."""
     for r in (4, 8, 12):
-        run_id = launch_from_form(page, r, steps=12)
+        # 40 steps: a 12-step demo run now trains in about a second, less than the page's one-second poll, so
+        # "drawn while it trains" could not be seen before the run completed.
+        run_id = launch_from_form(page, r, steps=40)
         wait_for_line_while_running(page)   # drawn while it trains
         wait_for_state(page, "completed", timeout=300)
         assert selected_run(page) == run_id
