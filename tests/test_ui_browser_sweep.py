@@ -1,6 +1,6 @@
 """In a real browser: a sweep from the page (finetune/ui/sweep_view.py). Two values of lora.r on the form's demo
-run become two queued runs, trained in turn; the sweep's table ranks both once they complete, the runs table
-lists them, and "Load best into form" puts the best run's r into the form's run file.
+run become two queued runs, trained in turn; the sweep's table ranks both once they complete, the compare view
+shows them with the setting that differs, and "Load best into form" puts the best run's r into the form.
 
 Headless Chromium from the system, as tests/test_ui_browser.py; the app in its own process, the Hub offline.
 """
@@ -53,6 +53,10 @@ def test_a_sweep_from_the_page_trains_each_value_ranks_them_and_loads_the_best(a
         assert sorted(r[2] for r in rows) == ["lora.r=2", "lora.r=3"], rows
         losses = [float(r[4]) for r in rows]
         assert losses == sorted(losses), rows   # ranked by final train loss (the demo run has no eval split)
+        # The compare view follows the sweep: its runs chosen, their curves overlaid, the setting that differs.
+        page.wait_for_function("document.querySelector('#config-diff')?.innerText.includes('lora.r')",
+                               timeout=20_000)
+        assert "2 | 3" in page.locator("#config-diff").inner_text()
         best_r = rows[0][2].split("=")[1]
         page.wait_for_function("!document.querySelector('#sweep-best').disabled", timeout=20_000)
         page.locator("#sweep-best").click()

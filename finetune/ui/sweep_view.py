@@ -1,8 +1,9 @@
 """A sweep from the page (#sweep): up to two settings, each with its values (`lora.r` and `4,8,16`), one run
 per combination of the form's current run file, queued through ui/sweep.py's queue_sweep (the checks and the
 sign-in of /sweep, which are Launch's). Its runs, ranked (sweep_ranking: best eval loss, else final train
-loss), fill a table that a timer refreshes while any of them is queued or running, and "Load best into form"
-fills the form with the best completed run through the same handler as "Load into form" (ui/events.py).
+loss), fill a table that a timer refreshes while any of them is queued or running; the compare view overlays
+their curves and lists the settings that differ; "Load best into form" fills the form with the best completed
+run through the same handler as "Load into form" (ui/events.py).
 
 The sweep's run ids live in the page's state: a reload forgets the table, not the runs, which the runs table
 and /sweep_status still show.
@@ -111,8 +112,10 @@ def wire(ui, jobs) -> None:
         run_ids = queue_sweep(jobs, dump_yaml(run.to_dict()), lines, profile)   # refuses as /sweep does
         gr.Info(f"Sweep of {len(run_ids)} runs queued: {', '.join(run_ids)}.")
         runs = history.summaries(jobs.runs_dir)   # the page watches the sweep's first run
+        # and compares them all: their curves overlaid as they train, the settings that differ
+        compare = gr.Dropdown(choices=[r["run_id"] for r in runs], value=run_ids) if len(run_ids) > 1 else gr.skip()
         return {ui.sweep_runs: run_ids, ui.sweep_timer: gr.Timer(active=True),
-                ui.run_select: gr.Dropdown(choices=run_choices(runs), value=run_ids[0]),
+                ui.run_select: gr.Dropdown(choices=run_choices(runs), value=run_ids[0]), ui.compare_runs: compare,
                 **ranked(run_ids, None, profile)}
 
     def on_tick(run_ids, shown, profile: gr.OAuthProfile | None = None):
@@ -123,7 +126,7 @@ def wire(ui, jobs) -> None:
     table_out = [ui.sweep_table, ui.sweep_shown, ui.sweep_best, ui.sweep_timer]
     ui.sweep_launch.click(on_sweep, [ui.values, ui.extra, ui.model_info, ui.sweep_key1, ui.sweep_values1,
                                      ui.sweep_key2, ui.sweep_values2],
-                          [ui.sweep_runs, ui.run_select, *table_out], api_visibility="private")
+                          [ui.sweep_runs, ui.run_select, ui.compare_runs, *table_out], api_visibility="private")
     ui.sweep_timer.tick(on_tick, [ui.sweep_runs, ui.sweep_shown], table_out, trigger_mode="always_last", **FAST)
 
     clone = clone_handler(ui, jobs, ui.locked)
