@@ -14,7 +14,7 @@ import time
 import pytest
 
 from finetune.errors import RunFileError
-from finetune.jobs import JobManager, UnknownRun
+from finetune.jobs import JobManager, UnknownRun, report
 from finetune.jobs.process import LOST, is_job_process, signal_job
 from finetune.train.runfolder import RunFolder
 
@@ -182,8 +182,8 @@ def test_time_left_follows_the_training_pace_not_the_loading_time():
     now = time.time()
     status = {"state": "running", "started_at": now - 60, "training_started_at": now - 10, "start_step": 0,
               "step": 10, "max_steps": 30}
-    elapsed, eta = JobManager._timing(status)
+    elapsed, eta = report.timing(status)
     assert elapsed == pytest.approx(60, abs=1) and eta == pytest.approx(20, abs=1)  # 1 s a step, 20 steps left
     resumed = {**status, "start_step": 5}  # a resumed run: only the steps trained in this process count
-    assert JobManager._timing(resumed)[1] == pytest.approx(40, abs=1)
-    assert JobManager._timing({**status, "state": "completed", "finished_at": now})[1] == 0.0
+    assert report.timing(resumed)[1] == pytest.approx(40, abs=1)
+    assert report.timing({**status, "state": "completed", "finished_at": now})[1] == 0.0

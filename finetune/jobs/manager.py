@@ -67,16 +67,12 @@ from finetune.jobs import slots as slotting
 from finetune.jobs.folders import RUN_ID as RUN_ID  # where history, the UI and tests have imported them
 from finetune.jobs.folders import UnknownRun as UnknownRun
 from finetune.jobs.process import detect_gpus, exit_reason, is_job_process, job_env, spawn, started_at
+from finetune.jobs.runner import RunnerLock
 from finetune.jobs.warm import ENABLED as WARM_ENABLED
 from finetune.jobs.warm import WarmStarter
 from finetune.model.count import count_run
 from finetune.runfile import RunConfig, parse_run
 from finetune.train.runfolder import BROKEN, FINAL_STATES, RunFolder
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so every manager acts as the runner
-    fcntl = None  # type: ignore[assignment]  # a module or None: the lock checks for None before use
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +104,7 @@ class JobManager:
         self._settled: set[str] = set()  # folders seen in a final state: the runner's scan skips them
         self._trouble: dict[str, str] = {}  # run id -> what went wrong with its folder, logged once
         self._lock = threading.RLock()
-        self._lock_fd: int | None = None
+        self._runner = RunnerLock(self.runs_dir)   # held while this manager is the one starting jobs
         self._stop = threading.Event()
         self._warm: WarmStarter | None = None
         self.poll()  # re-attach, settle and start at once, not a poll interval later
@@ -139,7 +135,7 @@ class JobManager:
         # What needs only the model's config.json (a typo in target_modules, say) is refused now, not by a
         # job that fails seconds later; the count is cached, so this costs nothing on a second launch.
         count_run(run)
-        self._check_devices(run)
+        slotting.refuse_unfit(run, self._gpus, self.slots)
         with self._lock:
             folder = folders.new_folder(self.runs_dir, run)
             run.training.output_dir = str(folder.path)
@@ -235,7 +231,7 @@ class JobManager:
         fails for one folder (a status.json it cannot write: a full disk) is logged once and tried again
         next poll; the other runs go on."""
         with self._lock:
-            if self._stop.is_set() or not self._become_runner():
+            if self._stop.is_set() or not self._runner.acquire():
                 return
             for run_id, job in list(self._jobs.items()):
                 folder = RunFolder(self.runs_dir / run_id)
@@ -335,17 +331,6 @@ class JobManager:
         free = slotting.pick(1, self.slots, self._taken())
         return free[0] if free else None
 
-    def _check_devices(self, run: RunConfig) -> None:
-        """More devices than this machine or this manager has, or a strategy it cannot run: refused now."""
-        from finetune.train.distributed import machine_problems
-
-        problems = machine_problems(run, self._gpus)
-        need = slotting.needed(run.training.devices, bool(self._gpus), self.slots)
-        if not problems and (reason := slotting.too_many(need, self.slots)):
-            problems.append(reason)
-        if problems:
-            raise RunFileError(problems)
-
     def _start(self, folder: RunFolder, slots: list[int]) -> None:
         slot = slots[0]
         # One GPU per slot; the job sees only these (so its devices: auto is what it was given).
@@ -376,18 +361,6 @@ class JobManager:
             return True
         return False
 
-    def _become_runner(self) -> bool:
-        if self._lock_fd is not None or fcntl is None:
-            return True
-        fd = os.open(self.runs_dir / ".jobs.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
-
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_interval):
             try:
@@ -410,11 +383,7 @@ class JobManager:
         if self._warm is not None:
             self._warm.close()
         with self._lock:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
-
-    _timing = staticmethod(report.timing)   # elapsed and time left, from a status alone
+            self._runner.release()
 
     # ----- folders (finetune/jobs/folders.py) -----
 

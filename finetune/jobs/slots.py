@@ -8,6 +8,9 @@ multi-process CPU run takes at most every slot there is.
 
 from __future__ import annotations
 
+from finetune.errors import RunFileError
+from finetune.train.distributed import machine_problems
+
 AUTO = "auto"
 
 
@@ -37,3 +40,14 @@ def too_many(need, total: int) -> str | None:
         return (f"training.devices: {need}, but this job manager has {total} GPU slot{'s' * (total != 1)} "
                 "(one per GPU it sees)")
     return None
+
+
+def refuse_unfit(run, gpus: list[str], total: int) -> None:
+    """More devices than this machine or this manager has, or a strategy it cannot run: RunFileError now,
+    when the run is submitted, not when its turn comes."""
+    problems = machine_problems(run, gpus)
+    need = needed(run.training.devices, bool(gpus), total)
+    if not problems and (reason := too_many(need, total)):
+        problems.append(reason)
+    if problems:
+        raise RunFileError(problems)
