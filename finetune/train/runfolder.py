@@ -87,16 +87,41 @@ class RunFolder:
             os.close(fd)
 
     def append_metrics(self, record: dict) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with self.metrics_file.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self._append(self.metrics_file, record)
 
     def read_metrics(self) -> list[dict]:
         """Every complete record so far: a line still being written, one that is not a JSON object or whose
         step is not a whole number is skipped, and so is a value that is not a number (a loss of "high").
         A metrics.jsonl that is not a regular file (a folder, /dev/zero) has none."""
+        checked = (statusfile.metrics_record(r) for r in self._objects(self.metrics_file, METRICS_MAX_BYTES))
+        return [r for r in checked if r is not None]
+
+    def append_sample(self, record: dict) -> None:
+        self._append(self.samples_file, record)
+
+    def read_samples(self) -> list[dict]:
+        """The newest answers to the samples (samples.jsonl's last 256 KB): records with a whole-number step and
+        text prompt and answer; anything else in the file is skipped."""
+        out = []
+        for r in self._objects(self.samples_file, SAMPLES_MAX_BYTES):
+            if type(r.get("step")) is int and isinstance(r.get("prompt"), str) and isinstance(r.get("answer"), str):
+                seconds = r.get("seconds")
+                out.append({"step": r["step"], "prompt": r["prompt"], "answer": r["answer"],
+                            "seconds": seconds if type(seconds) in (int, float) else None})
+        return out
+
+    def _append(self, path: Path, record: dict) -> None:
+        """One JSON line at the end of a JSONL file of the run (metrics.jsonl, samples.jsonl)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @staticmethod
+    def _objects(path: Path, max_bytes: int) -> list[dict]:
+        """The JSON objects of a JSONL file's last `max_bytes` (whole lines only); a line still being written,
+        or one that is not a JSON object, is skipped; a file that is not a regular file has none."""
         try:
-            data = statusfile.read_bounded(self.metrics_file, METRICS_MAX_BYTES, tail=True)
+            data = statusfile.read_bounded(path, max_bytes, tail=True)
         except (OSError, statusfile.Unreadable):
             return []
         out = []
@@ -105,32 +130,8 @@ class RunFolder:
                 record = json.loads(line)
             except (ValueError, RecursionError):
                 continue
-            if isinstance(record, dict) and (record := statusfile.metrics_record(record)) is not None:
+            if isinstance(record, dict):
                 out.append(record)
-        return out
-
-    def append_sample(self, record: dict) -> None:
-        with self.samples_file.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def read_samples(self) -> list[dict]:
-        """The newest answers to the samples (samples.jsonl's last 256 KB): records with a whole-number step and
-        text prompt and answer; anything else in the file is skipped."""
-        try:
-            data = statusfile.read_bounded(self.samples_file, SAMPLES_MAX_BYTES, tail=True)
-        except (OSError, statusfile.Unreadable):
-            return []
-        out = []
-        for line in data.decode("utf-8", errors="replace").splitlines():
-            try:
-                r = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(r, dict) and type(r.get("step")) is int and isinstance(r.get("prompt"), str) \
-                    and isinstance(r.get("answer"), str):
-                seconds = r.get("seconds")
-                out.append({"step": r["step"], "prompt": r["prompt"], "answer": r["answer"],
-                            "seconds": seconds if type(seconds) in (int, float) else None})
         return out
 
     def log_tail(self, max_chars: int = 4000) -> str:
