@@ -20,7 +20,7 @@ import gradio as gr
 from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun, history
 from finetune.train.runfolder import FINAL_STATES, RunFolder
-from finetune.ui import access, plots, render, samples_view
+from finetune.ui import access, best_step, plots, render, samples_view
 from finetune.ui.downloads import handout
 from finetune.ui.guard import user_error, user_error_from
 from finetune.ui.panel import form_run
@@ -142,14 +142,17 @@ def wire_live(ui, jobs) -> None:
         try:
             status = access.visitor_status(jobs.status(run_id), username(profile))
             log = access.visitor_log(log_tail(jobs, run_id), username(profile))
-            curves = history.curves(jobs.metrics(run_id))
+            records = jobs.metrics(run_id)
+            curves: dict = history.curves(records)   # and the best evaluation, below
         except UnknownRun:
             gone = f"gone:{run_id}"
             return {**watch(None, profile), "key": [gone], "data_key": [gone], "progress": f"Run {run_id} is gone."}
         folder = RunFolder(Path(jobs.runs_dir) / run_id)
         state, final = status["state"], status["state"] in FINAL_STATES
         resumable = state in ("cancelled", "failed") and bool(history.checkpoints(folder))
-        eval_size = ((history.settings(folder).get("data") or {}).get("eval_size") or 0)
+        settings = history.settings(folder)
+        eval_size = ((settings.get("data") or {}).get("eval_size") or 0)
+        curves["best"] = best_step.best_eval(records, status.get("stopped_early"), settings)   # marked on the curve
         last = curves["train"][-1][0] if curves["train"] else 0
         progress = render.run_progress(status)
         series = status.get("series") or {}   # the method's curves (finetune/jobs/report.py)

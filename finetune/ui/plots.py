@@ -7,20 +7,25 @@ how Gradio 6's gr.LinePlot draws in the browser (measured in headless Chromium, 
    colour domain and drew every later line with no stroke: axes, grid and nothing else, until a reload
    built the spec from data. The same left an eval series that appears mid-run undrawn.
    So every loss frame starts with one empty row (step and loss null, which Vega leaves out) per series:
-   the colour domain is always [train, eval], whatever the chart held first.
+   the colour domain is always [train, eval, best eval], whatever the chart held first.
 2. When a setting and a value change in one update, the spec is rebuilt from the value the chart held
    before, and the new value goes to the view being replaced. So settings (x_lim, the legend) are sent in
    an update of their own, after the data, and the data is sent again on the next polls.
 3. Steps are whole numbers: the x axis spans at least MIN_SPAN steps from 0 and its labels are integers
    (a 20-step run was labelled 0.0, 0.5, 1.0, ...: Vega puts about one tick per 40 pixels).
+4. The chart draws every series as a line, and a line through one point is drawn as nothing (hover
+   aside). So the best evaluation (finetune/ui/best_step.py) is a series of its own, "best eval": a
+   vertical rule at its step across the range of the losses drawn, through its eval loss (the point a
+   pointer over the rule's middle names). Its range is the curves' own, so it never rescales the y axis.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-SERIES = ("train", "eval")
-COLORS = {"train": "#1f77b4", "eval": "#ff7f0e"}
+BEST = "best eval"
+SERIES = ("train", "eval", BEST)
+COLORS = {"train": "#1f77b4", "eval": "#ff7f0e", BEST: "#2ca02c"}
 # Run colours in the compare chart (Tableau 10, as Vega's default; distinct from grey and each other).
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
 MIN_SPAN = 40   # steps: at ~40 px a tick, whole-number ticks on a chart up to ~1,600 px wide
@@ -36,11 +41,25 @@ def _frame(rows: list[tuple], y: str, color: str | None) -> pd.DataFrame:
 
 
 def loss_frame(curves: dict | None) -> pd.DataFrame:
-    """Train and eval loss by step, led by one empty row per series (point 1 above)."""
-    rows = [(None, None, name) for name in SERIES]
-    for name in SERIES:
-        rows += [(step, value, name) for step, value in (curves or {}).get(name, [])]
+    """Train and eval loss by step, led by one empty row per series (point 1 above), then the mark of the best
+    evaluation, curves["best"]: (step, its eval loss or None), or None (point 4)."""
+    curves = curves or {}
+    rows: list[tuple] = [(None, None, name) for name in SERIES]
+    for name in ("train", "eval"):
+        rows += [(step, value, name) for step, value in curves.get(name, [])]
+    rows += [(step, value, BEST) for step, value in best_rule(curves)]
     return _frame(rows, "loss", "series")
+
+
+def best_rule(curves: dict) -> list[tuple[int, float]]:
+    """The points of the best evaluation's rule: at its step, the lowest loss drawn, its eval loss (when
+    recorded), the highest; none without a best or a loss drawn."""
+    best = curves.get("best")
+    values = [value for name in ("train", "eval") for _, value in curves.get(name, [])]
+    if not best or not values:
+        return []
+    step, value = best
+    return [(step, y) for y in (min(values), value, max(values)) if y is not None]
 
 
 def lr_frame(curves: dict | None) -> pd.DataFrame:
@@ -66,7 +85,8 @@ def x_lim(max_steps, last_step=0) -> list[float | None]:
 
 
 def loss_settings(max_steps, last_step, has_eval: bool) -> dict:
-    """The chart settings for one run, sent apart from its data (point 2)."""
+    """The chart settings for one run, sent apart from its data (point 2). A run with an evaluation split
+    names its eval and best eval series from the start, so the legend does not change mid-run."""
     return {"x_lim": x_lim(max_steps, last_step), "colors_in_legend": list(SERIES if has_eval else SERIES[:1])}
 
 
