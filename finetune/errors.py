@@ -8,9 +8,16 @@ code 2; the UI's one boundary (finetune/ui/guard.py) turns any FinetuneError int
     ├── GenerationError                       finetune/adapter/service.py: the Playground could not answer
     │   └── WorkerCrashed                     its worker process died
     └── PushError                             finetune/adapter/hub.py: the Hub refused a push, or no network
+
+The exit codes of every command (`python -m finetune ...`, the training job, its launcher) are here too, beside
+the errors that decide them.
 """
 
 from collections.abc import Iterable
+
+EXIT_OK = 0        # done
+EXIT_FAILED = 1    # the work itself failed: a job while training, a push the Hub refused, a sweep with a failed run
+EXIT_INVALID = 2   # invalid input, refused before any work: one `error: ...` line per problem (argparse's code too)
 
 
 class FinetuneError(Exception):

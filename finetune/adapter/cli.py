@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import sys
 
+from finetune.errors import EXIT_FAILED, EXIT_OK
 from finetune.runfile import field_help
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def cmd_generate(args) -> int:

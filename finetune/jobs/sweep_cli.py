@@ -16,9 +16,8 @@ from __future__ import annotations
 import json
 import sys
 
-from finetune.errors import RunFileError
+from finetune.errors import EXIT_FAILED, EXIT_OK, RunFileError  # EXIT_INVALID: finetune.cli's, for a RunFileError
 
-EXIT_OK, EXIT_FAILED = 0, 1   # 2, invalid input, is finetune.cli's answer to the RunFileError raised here
 EXAMPLE = "lora.r=4,8,16"
 
 

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from finetune.errors import RunFileError
+from finetune.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, RunFileError
 from finetune.train import distributed
 
 SHUTDOWN_TIMEOUT_S = 60  # after a cancel, how long ranks get to finish the step and save before SIGKILL
@@ -58,7 +58,7 @@ def maybe_launch(run_path: str, resume: bool, stopper) -> int | None:
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     n = distributed.resolve_devices(run.training, gpus)
     if n == 1:
         print("devices: auto found one device; training in this process", flush=True)
@@ -96,7 +96,7 @@ def launch(run, run_path: str, resume: bool, n: int, stopper) -> int:
         print(f"cancelled ({exc}) before the ranks started", flush=True)
         if folder.path.is_dir():
             folder.write_status(state="cancelled", finished_at=time.time(), error=None)
-        return 0
+        return EXIT_OK
     except SignalException as exc:  # a cancel: the ranks have saved (or were killed after the timeout)
         return settle(folder, None, f"stopped by {exc.sigval.name}")
     except ChildFailedError as exc:
@@ -119,8 +119,8 @@ def settle(folder, failures: dict | None, signalled: str | None) -> int:
     state = status.get("state")
     if failures:
         codes = {r: f.exitcode for r, f in failures.items()}
-        if all(code == 2 for code in codes.values()):
-            return 2  # invalid input: rank 0 printed the error lines
+        if all(code == EXIT_INVALID for code in codes.values()):
+            return EXIT_INVALID  # invalid input: rank 0 printed the error lines
         first = min(failures.items(), key=lambda item: (item[1].timestamp, item[0]))
         rank, failure = first
         reason = f"rank {rank} ended with exit code {failure.exitcode}"
@@ -129,9 +129,9 @@ def settle(folder, failures: dict | None, signalled: str | None) -> int:
                 f"{reason} (its traceback is in train.log)"
             folder.write_status(state="failed", error=error[:500], finished_at=time.time())
         print(f"failed: {reason}", flush=True)
-        return 1
+        return EXIT_FAILED
     if signalled and state not in ("completed", "failed", "cancelled"):
         folder.write_status(state="cancelled", finished_at=time.time(), error=None)
     if signalled:
         print(f"cancelled: {signalled}; every rank has ended", flush=True)
-    return 1 if folder.read_status().get("state") == "failed" else 0
+    return EXIT_FAILED if folder.read_status().get("state") == "failed" else EXIT_OK

@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from finetune.errors import RunFileError
+from finetune.errors import EXIT_FAILED, EXIT_INVALID, RunFileError
 from finetune.runfile.limits import cut
 from finetune.train import diskfull, distributed
 from finetune.train.runfolder import RunFolder
@@ -67,7 +67,7 @@ def refused(run_path: str, problems: list[str]) -> int:
     folder = waiting_folder(run_path)
     if folder is not None:
         _write(folder, state="failed", error=cut("; ".join(problems), MAX_ERROR), finished_at=time.time())
-    return 2
+    return EXIT_INVALID
 
 
 def failed(folder: RunFolder, exc: BaseException, main_rank: bool) -> int:
@@ -86,7 +86,7 @@ def failed(folder: RunFolder, exc: BaseException, main_rank: bool) -> int:
         _write(folder, state="failed", error=reason, finished_at=time.time())
     else:
         print(f"failed: {reason}", flush=True)
-    return 1
+    return EXIT_FAILED
 
 
 def cancelled_early(run_path: str) -> None:
