@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil  # a dependency of accelerate, peft and trl
 
+from finetune.model.machine import gpu_count
 from finetune.runfile.limits import cut
 from finetune.train.runfolder import RunFolder
 
@@ -21,13 +21,10 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # so `-m finetune` impo
 
 
 def detect_gpus() -> list[str]:
-    """CUDA_VISIBLE_DEVICES values, one per GPU this process may use; [] without CUDA."""
-    if sys.platform == "linux" and not any(Path(dev).exists() for dev in ("/dev/nvidiactl", "/dev/kfd")):
-        return []  # no NVIDIA or ROCm driver: skip the seconds importing torch would take
-    try:
-        import torch  # late: importing torch costs seconds and only the GPU count needs it
-        count = torch.cuda.device_count()
-    except Exception:
+    """CUDA_VISIBLE_DEVICES values, one per GPU this process may use (finetune/model/machine.py counts them);
+    [] without a GPU."""
+    count = gpu_count()
+    if count == 0:
         return []
     visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     return visible[:count] if visible else [str(i) for i in range(count)]

@@ -8,8 +8,9 @@ slow and poorly supported there).
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
+
+from finetune.model.machine import gpu_count
 
 # torch dtype name -> safetensors dtype name (what adapter files record) and bytes per element.
 SAFETENSORS_NAME = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
@@ -29,14 +30,12 @@ CPU = Device(cuda=False, bf16=False)
 
 @functools.lru_cache(maxsize=1)
 def this_device() -> Device:
-    """This machine's device. Without an NVIDIA device node there is no CUDA to ask about, so torch (seconds
-    to import) is not imported at all."""
-    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")):
+    """This machine's device: a GPU when finetune/model/machine.py counts one (without a GPU driver torch,
+    seconds to import, is not imported at all)."""
+    if gpu_count() == 0:
         return CPU
     import torch
 
-    if not torch.cuda.is_available():
-        return CPU
     return Device(cuda=True, bf16=torch.cuda.is_bf16_supported())
 
 

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+from finetune.model.machine import cpu_count, gpu_count
 from finetune.runfile.parallel import AUTO, deepspeed_config, fsdp_config
 
 LAUNCHER_ENV = "FINETUNE_LAUNCHER_PID"  # set by finetune.train.launch for the ranks it starts
@@ -59,13 +60,8 @@ def launcher_pid() -> int:
 # ----- what the machine allows -----
 
 def visible_gpus() -> list[int]:
-    """The GPUs this process sees (the job manager shows a job only those it reserved). Without an NVIDIA
-    device node there are none, and torch (seconds to import) is not imported to say so."""
-    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")):
-        return []
-    import torch
-
-    return list(range(torch.cuda.device_count()))
+    """The GPUs this process sees (the job manager shows a job only those it reserved)."""
+    return list(range(gpu_count()))
 
 
 def resolve_devices(training, gpus: list) -> int:
@@ -74,13 +70,6 @@ def resolve_devices(training, gpus: list) -> int:
     if training.devices == AUTO:
         return max(1, len(gpus))
     return int(training.devices)
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def machine_problems(run, gpus: list, cpus: int | None = None) -> list[str]:

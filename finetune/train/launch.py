@@ -23,6 +23,7 @@ import sys
 import time
 
 from finetune.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, RunFileError
+from finetune.model.machine import cpu_count
 from finetune.train import distributed
 
 SHUTDOWN_TIMEOUT_S = 60  # after a cancel, how long ranks get to finish the step and save before SIGKILL
@@ -85,7 +86,7 @@ def launch(run, run_path: str, resume: bool, n: int, stopper) -> int:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ[distributed.LAUNCHER_ENV] = str(os.getpid())
     # torchrun would set 1 thread per rank (and warn about it); share the cores between the ranks instead.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, distributed.cpu_count() // n)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpu_count() // n)))
     # Until torchrun's agent installs its signal handlers (just before it starts the ranks) ours raise
     # Cancelled; from then on a signal is the agent's to forward to every rank.
     try:

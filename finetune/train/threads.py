@@ -14,14 +14,9 @@ from __future__ import annotations
 import os
 import sys
 
+from finetune.model.machine import cpu_count as cores
+
 SERVING = "FINETUNE_SERVING"
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not on Linux
-        return os.cpu_count() or 1
 
 
 def leave_a_core_to_the_page(devices) -> int | None:
