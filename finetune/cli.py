@@ -76,7 +76,35 @@ def cmd_train(args) -> int:
     from finetune.adapter.hub import push_when_done
     from finetune.train.job import main as train_main
 
-    return train_main(args.run, resume=args.resume, when_done=push_when_done)
+    if args.runner is None and not args.dry_run:
+        return train_main(args.run, resume=args.resume, when_done=push_when_done)  # the job reads its own file
+    from finetune.runfile import load_run
+    from finetune.runfile.runner import HF_JOBS, LOCAL
+
+    run = load_run(args.run)
+    if args.runner is not None:
+        run.runner.where = HF_JOBS if args.runner == "hf-jobs" else LOCAL
+        run = type(run).from_dict(run.to_dict())   # checked again: a local data file cannot go to a job
+    if not run.runner.remote:
+        if args.dry_run:
+            return report(["--dry-run: shows the request to Hugging Face Jobs; this run trains here (runner: local)"])
+        return train_main(_written(run, args.run), resume=args.resume, when_done=push_when_done)
+    from finetune.jobs import hf_jobs, remote
+
+    if args.dry_run:
+        volume = remote.volume_id(run.training.output_dir)
+        print(json.dumps(hf_jobs.request(run, volume, namespace=run.runner.namespace, resume=args.resume), indent=1))
+        return EXIT_OK
+    return remote.main(run, resume=args.resume)
+
+
+def _written(run, path: str) -> str:
+    """The run with --runner's choice, as the file the job reads (beside the original, which is left as is)."""
+    from pathlib import Path
+
+    target = Path(path).with_suffix(".local.yaml")
+    target.write_text(run.to_yaml(), encoding="utf-8")
+    return str(target)
 
 
 def cmd_presets(args) -> int:
@@ -132,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run the training job in the foreground, writing training.output_dir")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--resume", action="store_true", help="go on from the last checkpoint in training.output_dir")
+    p.add_argument("--runner", choices=["local", "hf-jobs"], help="where it trains, instead of the run file's "
+                   "`runner`: here, or on Hugging Face Jobs (runner.hf_jobs settings from the file, else defaults)")
+    p.add_argument("--dry-run", action="store_true", help="with runner hf_jobs: print the request it would send "
+                   "(JSON: image, command, flavor, timeout, secret names without values, volumes) and exit")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("presets", help="list the presets (presets/*.yaml)")
     p.set_defaults(func=cmd_presets)

@@ -62,7 +62,7 @@ from pathlib import Path
 
 from finetune.errors import RunFileError
 from finetune.jobs import cancel as stopping
-from finetune.jobs import folders, report
+from finetune.jobs import folders, remote, report
 from finetune.jobs import slots as slotting
 from finetune.jobs.folders import RUN_ID as RUN_ID  # where history, the UI and tests have imported them
 from finetune.jobs.folders import UnknownRun as UnknownRun
@@ -123,9 +123,11 @@ class JobManager:
 
     # ----- submitting and reading -----
 
-    def submit(self, run: RunConfig | str, origin: str | None = None) -> str:
-        """Check the run, give it a folder and queue it; it starts at once when a slot is free. `origin`
-        (e.g. "api") is kept in status.json for whoever shows runs (the page follows API runs)."""
+    def submit(self, run: RunConfig | str, origin: str | None = None, token: str | None = None) -> str:
+        """Check the run, give it a folder and queue it; it starts at once when a slot is free (a run on
+        Hugging Face Jobs takes none: it starts at once). `origin` (e.g. "api") is kept in status.json for
+        whoever shows runs (the page follows API runs). `token`: whose Hugging Face token a run on Jobs
+        uses (on a Space, the signed-in launcher's; finetune/jobs/remote.py)."""
         if isinstance(run, str):
             run = parse_run(run)
         elif isinstance(run, RunConfig):
@@ -135,14 +137,18 @@ class JobManager:
         # What needs only the model's config.json (a typo in target_modules, say) is refused now, not by a
         # job that fails seconds later; the count is cached, so this costs nothing on a second launch.
         count_run(run)
-        slotting.refuse_unfit(run, self._gpus, self.slots)
+        if not run.runner.remote:   # a remote run trains on its flavour's GPUs, not this machine's
+            slotting.refuse_unfit(run, self._gpus, self.slots)
         with self._lock:
             folder = folders.new_folder(self.runs_dir, run)
             run.training.output_dir = str(folder.path)
             folder.run_yaml.write_text(run.to_yaml(), encoding="utf-8")
             max_steps = run.training.max_steps if run.training.max_steps > 0 else None  # as the job writes it
             folder.write_status(state="queued", step=0, max_steps=max_steps, error=None, submitted_at=time.time(),
-                                devices=run.training.devices, origin=origin)
+                                devices=run.training.devices, origin=origin,
+                                runner=remote.RUNNER if run.runner.remote else None)
+            if run.runner.remote and token:
+                remote.write_token(folder, token)
         self.poll()
         return folder.path.name
 
@@ -255,6 +261,9 @@ class JobManager:
                     self._note(path.name, f"{status['error']}: shown as broken, left out of the queue")
             for _, run_id in sorted(queued):  # in order: a run waiting for 2 slots is not overtaken
                 folder = RunFolder(self.runs_dir / run_id)
+                if folder.read_status().get("runner") == remote.RUNNER:   # no slot here: its follower starts now
+                    self._for(run_id, "starting its follower", self._start, folder, [])
+                    continue
                 need = slotting.needed(folder.read_status().get("devices", 1), bool(self._gpus), self.slots)
                 if (reason := slotting.too_many(need, self.slots)) is not None:
                     self._for(run_id, "refusing it", folder.write_status, state="failed", error=reason,
@@ -281,10 +290,15 @@ class JobManager:
             log.warning("run %s: %s", run_id, what)
 
     def _settle(self, folder: RunFolder, returncode: int | None) -> None:
-        """A job's process is gone (so its last write is done): make sure its status is final."""
+        """A job's process is gone (so its last write is done): make sure its status is final. A follower of a
+        job on Hugging Face that died (the machine restarted) is started again: it re-attaches."""
         if folder.read_status().get("state") in (*FINAL_STATES, "queued"):   # queued: resumed as it exited
             return
-        if stopping.requested_at(folder, folder.read_status()) is not None:
+        requested = stopping.requested_at(folder, folder.read_status()) is not None
+        if not requested and (again := remote.reattach(folder.read_status())) is not None:
+            folder.write_status(state="queued", resume=False, reattached=again)
+            return
+        if requested:
             folder.write_status(state="cancelled", finished_at=time.time())
         else:
             folder.write_status(state="failed", error=exit_reason(folder, returncode), finished_at=time.time())
@@ -332,7 +346,7 @@ class JobManager:
         return free[0] if free else None
 
     def _start(self, folder: RunFolder, slots: list[int]) -> None:
-        slot = slots[0]
+        slot = slots[0] if slots else None
         # One GPU per slot; the job sees only these (so its devices: auto is what it was given).
         gpu = ",".join(self._gpus[s % len(self._gpus)] for s in slots) if self._gpus else None
         resume = ["--resume"] if folder.read_status().get("resume") else []   # queued by resume()

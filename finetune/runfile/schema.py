@@ -21,6 +21,7 @@ from finetune.runfile.limits import MAX_NODES, count_values
 from finetune.runfile.method import MethodSection, as_dict, data_problems, settle
 from finetune.runfile.parallel import Devices, strategy_problems
 from finetune.runfile.repo_id import RepoId
+from finetune.runfile.runner import RunnerSection, build_runner, remote_problems, runner_dict
 from finetune.runfile.text import dump_yaml, parse_text, read_file
 from finetune.runfile.validators import (
     Choice,
@@ -217,6 +218,7 @@ class RunConfig:
     samples: SamplesSection = field(default_factory=SamplesSection)
     # Further trl.SFTConfig / TrainingArguments keys the user gave, checked against those classes' fields.
     training_extra: dict = field(default_factory=dict)
+    runner: RunnerSection = field(default_factory=RunnerSection)   # where it trains (finetune/runfile/runner.py)
 
     @classmethod
     def from_dict(cls, raw: Any) -> RunConfig:
@@ -230,6 +232,8 @@ class RunConfig:
             del out["method"]   # an SFT run is written as it was before methods existed
         else:
             out["method"] = method
+        if (runner := runner_dict(self.runner)) is not None:
+            out["runner"] = runner
         return out
 
     def to_yaml(self) -> str:
@@ -265,15 +269,15 @@ def check_run(run_cls, raw: dict):
         raise RunFileError(f"run file: must be a mapping with sections {', '.join(SECTIONS)}, got {show(raw)}")
     problems: list[str] = []
     for key in raw:
-        if key not in SECTIONS:
-            problems.append(f"{key}: unknown section{did_you_mean(key, SECTIONS)}; "
-                            f"the sections are {', '.join(SECTIONS)}")
+        if key not in SECTIONS and key != "runner":
+            problems.append(f"{key}: unknown section{did_you_mean(key, [*SECTIONS, 'runner'])}; "
+                            f"the sections are {', '.join(SECTIONS)} (and runner)")
     built, extra = {}, {}
     for name, cls in SECTIONS.items():
         extra_ok = training_extra if name == "training" else None
         built[name], found = build_section(cls, name, raw.get(name), problems, extra_ok, UNSUPPORTED.get(name, ()))
         extra.update(found)
-    run = run_cls(**built, training_extra=extra)
+    run = run_cls(**built, training_extra=extra, runner=build_runner(raw.get("runner"), problems))
     # A rewards list refused above is left empty: "grpo needs at least one reward" would say it twice.
     refused = {p.split(":", 1)[0] for p in problems}
     problems += [p for p in cross_checks(run) + size_problems(run) if p.split(":", 1)[0] not in refused]
@@ -308,5 +312,5 @@ def cross_checks(run) -> list[str]:
     if run.training.max_steps == 0:
         out.append("training.max_steps: must be -1 (use num_train_epochs) or a whole number >= 1, got 0")
     out += settle(run.method) + data_problems(run.method.name, run.data.packing)
-    out += strategy_problems(run) + evaluation_problems(run)
+    out += strategy_problems(run) + evaluation_problems(run) + remote_problems(run)
     return out

@@ -29,6 +29,10 @@ except ImportError:   # not on POSIX: updates are not serialised
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["BROKEN", "FINAL_STATES", "STATES", "RunFolder"]
+# In a job on Hugging Face's machines (finetune/jobs/hf_jobs.py) every write is also printed as one tagged line:
+# the job's log is all that reaches the machine that launched it, which rebuilds the folder from those lines
+# (finetune/jobs/mirror.py).
+ECHO_ENV, ECHO_TAG = "FINETUNE_ECHO", "@finetune"
 METRICS_MAX_BYTES = 32 << 20   # ~150k logging steps; of a longer metrics.jsonl the newest part is read
 SAMPLES_MAX_BYTES = 256 << 10  # the newest answers of samples.jsonl (60+ of up to ~4 KB): what a page shows
 
@@ -72,6 +76,7 @@ class RunFolder:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                 raise
+        _echo("status", fields)
         return status
 
     @contextlib.contextmanager
@@ -81,13 +86,16 @@ class RunFolder:
             return
         fd = os.open(self.path / ".status.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A file system without locks (a bucket mounted into a job) has one writer: it goes on unlocked.
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
 
     def append_metrics(self, record: dict) -> None:
         self._append(self.metrics_file, record)
+        _echo("metrics", record)
 
     def read_metrics(self) -> list[dict]:
         """Every complete record so far: a line still being written, one that is not a JSON object or whose
@@ -98,6 +106,7 @@ class RunFolder:
 
     def append_sample(self, record: dict) -> None:
         self._append(self.samples_file, record)
+        _echo("sample", record)
 
     def read_samples(self) -> list[dict]:
         """The newest answers to the samples (samples.jsonl's last 256 KB): records with a whole-number step and
@@ -141,3 +150,8 @@ class RunFolder:
         except (OSError, statusfile.Unreadable):
             return ""
         return data.decode("utf-8", errors="replace")
+
+
+def _echo(kind: str, record: dict) -> None:
+    if os.environ.get(ECHO_ENV) == "1":
+        print(f"{ECHO_TAG} {kind} {json.dumps(record, default=str)}", flush=True)

@@ -29,7 +29,8 @@ KINDS = {
     "world_size": "count", "error": "text", "origin": "text", "gpu": "text", "resumed_from": "text",
     "cold_start": "text", "submitted_at": "time", "started_at": "time", "finished_at": "time",
     "updated_at": "time", "training_started_at": "time", "pid_started": "time", "resume": "flag",
-    "forced": "flag", "warm": "flag", "slots": "counts", "devices": "devices",
+    "forced": "flag", "warm": "flag", "slots": "counts", "devices": "devices", "runner": "text",
+    "reattached": "count",
 }
 KIND_NAMES = {"count": "a whole number", "text": "text", "time": "a number (seconds)", "flag": "true or false",
               "counts": "a list of whole numbers", "devices": 'a whole number or "auto"'}
@@ -75,7 +76,7 @@ def _show(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _is_kind(value, kind: str) -> bool:
+def is_kind(value, kind: str) -> bool:
     if kind == "count":
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if kind == "time":
@@ -85,8 +86,8 @@ def _is_kind(value, kind: str) -> bool:
     if kind == "flag":
         return isinstance(value, bool)
     if kind == "counts":
-        return isinstance(value, list) and all(_is_kind(v, "count") for v in value)
-    return value == "auto" or _is_kind(value, "count")   # devices
+        return isinstance(value, list) and all(is_kind(v, "count") for v in value)
+    return value == "auto" or is_kind(value, "count")   # devices
 
 
 def check(data) -> tuple[dict, str | None]:
@@ -95,7 +96,7 @@ def check(data) -> tuple[dict, str | None]:
         kinds = {list: "a list", str: "a string", bool: "true or false", int: "a number", float: "a number"}
         what = "null" if data is None else kinds.get(type(data), type(data).__name__)
         return {}, f"is {what}, not a JSON object"
-    wrong = [key for key, kind in KINDS.items() if data.get(key) is not None and not _is_kind(data[key], kind)]
+    wrong = [key for key, kind in KINDS.items() if data.get(key) is not None and not is_kind(data[key], kind)]
     usable = {k: v for k, v in data.items() if k not in wrong and (k != "state" or v in STATES)}
     if "state" not in data:
         return usable, "has no state"
@@ -139,7 +140,7 @@ def load(path: Path) -> tuple[dict, str | None]:
 def metrics_record(record: dict) -> dict | None:
     """A metrics.jsonl record whose values can be drawn, or None when its step is not a whole number."""
     step = record.get("step")
-    if "step" in record and not _is_kind(step, "count"):
+    if "step" in record and not is_kind(step, "count"):
         return None
     # Every value but the step is a number: the known ones (METRIC_NUMBERS) and each method's own, under TRL's
     # names (rewards/margins, reward, kl...: finetune/train/methods.py).
