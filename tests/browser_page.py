@@ -7,10 +7,9 @@ import json
 import time
 from pathlib import Path
 
+from browser_env import ARGS, CHROMIUM  # noqa: F401  (the browser tests import them from here)
 from playwright import sync_api
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TRAIN_POINTS = "document.querySelectorAll('#loss-plot .mark-symbol path[aria-label*=\"series: train\"]').length"
 TRAIN, EVAL = (31, 119, 180), (255, 127, 14)   # finetune/ui/plots.py COLORS (compare: run 1, run 2)
 CURVE_PX = 300   # a 2-pixel line across a few steps; the legend's symbol alone is under 60

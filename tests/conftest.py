@@ -67,3 +67,17 @@ def built_page(tmp_path_factory):
     demo, ui = build_page(jobs)
     yield SimpleNamespace(demo=demo, ui=ui, jobs=jobs)
     jobs.shutdown()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A `browser` test without its browser is skipped, or fails with FINETUNE_REQUIRE_BROWSER=1
+    (tests/browser_env.py), before its fixtures start an app for a browser that cannot come."""
+    if item.get_closest_marker("browser") is None:
+        return
+    import browser_env
+
+    if (reason := browser_env.missing()) is not None:
+        if browser_env.REQUIRED:
+            pytest.fail(f"FINETUNE_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+        pytest.skip(reason)

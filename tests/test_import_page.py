@@ -2,17 +2,15 @@
 `python -m finetune import` does), in a real browser."""
 
 import json
-import os
 
+import browser_env
 import pytest
 import yaml
+from browser_env import ARGS, CHROMIUM
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_env.sync_api()
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def load(page, path):

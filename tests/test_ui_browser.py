@@ -7,19 +7,20 @@ A chart is checked by what a user sees: a screenshot of it, in which the pixels 
 counted (the frame, grid and labels are grey; the legend's symbol is a few dozen pixels). An empty chart,
 with its axes and grid, has none: a canvas or an svg element alone proves nothing.
 
-Headless Chromium from the system (/usr/bin/chromium) driven by Playwright; skipped when it is missing.
+Headless Chromium from the system driven by Playwright; skipped when it is missing, failed when
+FINETUNE_REQUIRE_BROWSER=1 (tests/browser_env.py).
 The app runs in its own process with its runs in a temporary folder and the Hub offline.
 """
 
-import os
 import re
 import time
 import zipfile
 
+import browser_env
 import pytest
 import yaml
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_env.sync_api()
 
 from browser_page import (  # noqa: E402  (after the skip: it imports playwright)
     ARGS,
@@ -42,11 +43,7 @@ from browser_page import (  # noqa: E402  (after the skip: it imports playwright
     wait_for_state,
 )
 
-if not os.path.exists(CHROMIUM) and os.environ.get("FINETUNE_REQUIRE_BROWSER") == "1":
-    raise RuntimeError(f"FINETUNE_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
-pytestmark = [pytest.mark.slow,   # each starts a browser on the app
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} "
-                                 "(apt-get install -y chromium)")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]   # each starts a browser on the app
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,15 @@ prompt by prompt, and every evaluation's answer once it is done (finetune/ui/sam
 Headless Chromium from the system, as tests/test_ui_browser.py; the app in its own process, the Hub offline.
 """
 
-import os
 
+import browser_env
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_env.sync_api()
 
 from browser_page import ARGS, CHROMIUM, wait_for_state  # noqa: E402  (after the skip: it imports playwright)
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 RUN = """model: {name_or_path: demo}
 lora: {r: 4}

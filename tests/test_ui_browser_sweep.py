@@ -5,16 +5,15 @@ shows them with the setting that differs, and "Load best into form" puts the bes
 Headless Chromium from the system, as tests/test_ui_browser.py; the app in its own process, the Hub offline.
 """
 
-import os
 
+import browser_env
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_env.sync_api()
 
 from browser_page import ARGS, CHROMIUM, set_number  # noqa: E402  (after the skip: it imports playwright)
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 # Gradio 6's Dataframe draws its body rows as divs with role=row; an empty cell (best eval loss, with no
 # evaluation split) has no text, so a row reads: rank, run, values, state, final loss, tokens/s, steps.

@@ -9,11 +9,11 @@ Playwright would scroll to) holds the curve's pixels. Headless Chromium, the app
 
 import contextlib
 import io
-import os
 
+import browser_env
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_env.sync_api()
 
 from browser_page import (  # noqa: E402  (after the skip: it imports playwright)
     ARGS,
@@ -26,8 +26,7 @@ from browser_page import (  # noqa: E402  (after the skip: it imports playwright
     wait_for_count,
 )
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 WIDTH, HEIGHT = 1366, 768
 # The element's box in the window, and whether the element at the box's centre is it or inside it.

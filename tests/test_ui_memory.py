@@ -6,21 +6,19 @@ Headless Chromium (/usr/bin/chromium) driven by Playwright, the app in its own p
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
+import browser_env
 import pytest
+from browser_env import ARGS, CHROMIUM
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_env.sync_api()
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_configs import FULL  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")

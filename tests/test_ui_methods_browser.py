@@ -7,18 +7,17 @@ line is checked as the user sees it: stroked in its colour while the run is `run
 every frame: a short run could finish between two screenshots), then its pixels in a screenshot.
 """
 
-import os
 
+import browser_env
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_env.sync_api()
 
 from browser_page import ARGS, CHROMIUM, colour_pixels, selected_run, set_number, wait_for_state  # noqa: E402
 
 from finetune.ui.plots import PALETTE  # noqa: E402
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 FIRST = tuple(int(PALETTE[0][i:i + 2], 16) for i in (1, 3, 5))   # the method chart's first series
 CURVE_PX = 200   # a 2-pixel line across 30 or 40 steps; the legend symbol alone is under 60

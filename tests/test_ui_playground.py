@@ -2,18 +2,16 @@
 answers side by side (they differ: the adapter says its trained phrase), and /generate and /push answer
 through gradio_client. The app runs in its own process (tests/appserver.py) with the Hub offline."""
 
-import os
 
+import browser_env
 import pytest
 from adapter_run import PHRASE, QUESTIONS, copy_run, fixed_phrase_run
+from browser_env import ARGS, CHROMIUM
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_env.sync_api()
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
