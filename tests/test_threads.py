@@ -15,13 +15,19 @@ def env(monkeypatch):
     return monkeypatch
 
 
-def test_a_job_the_app_started_leaves_one_core(env):
-    env.setenv(threads.SERVING, "1")
-    expected = max(1, threads.cores() - 1)
-    assert threads.leave_a_core_to_the_page(1) == expected
+@pytest.mark.parametrize(("cores", "expected"), [({0, 1, 2, 3}, 3), ({0, 1}, 1), ({5}, 1)])
+def test_a_job_the_app_started_leaves_one_core(env, cores, expected):
+    """On 4 cores the job takes 3; on 2 it takes 1; on 1 it keeps the one (never 0 threads)."""
     import os
 
-    assert os.environ["OMP_NUM_THREADS"] == str(expected)
+    import torch
+
+    set_to = []
+    env.setattr(os, "sched_getaffinity", lambda pid: cores, raising=False)
+    env.setattr(torch, "set_num_threads", set_to.append)   # torch is imported here, as in a warm-forked job
+    env.setenv(threads.SERVING, "1")
+    assert threads.leave_a_core_to_the_page(1) == expected
+    assert os.environ["OMP_NUM_THREADS"] == str(expected) and set_to == [expected]
 
 
 @pytest.mark.parametrize("case", ["cli", "user-set", "two-devices", "a-rank"])
