@@ -10,15 +10,15 @@ On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0 and only signed-in 
 import os
 
 from finetune.data.uploads import max_upload_bytes
+from finetune.space import real_space
 from finetune.ui import build_app, upload_gate
-from finetune.ui.access import on_a_space
 from finetune.ui.layout import CSS
 
 
 def main() -> None:
     demo, jobs = build_app(os.environ.get("FINETUNE_RUNS_DIR"))
     # 0.0.0.0 only on a real Space: SPACE_ID set by hand elsewhere must not open the app to the network.
-    host = os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_a_space() else "127.0.0.1")
+    host = os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if real_space() else "127.0.0.1")
     port = int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
     try:
         # blocked_paths: nothing in the runs folder is ever served (logs, errors, run files, uploaded data), even

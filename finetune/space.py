@@ -1,4 +1,12 @@
-"""What a Hugging Face Space this app runs on can and cannot do, from its environment alone.
+"""Whether this app runs on a Hugging Face Space, and what a Space can and cannot do, from its environment
+alone. The two answers every module asks here, never of the environment itself:
+
+- `on_space`: the Space's rules apply (sign-in to launch, runs read only uploads, the demo and the Hub, no
+  push with the Space's own token, no tracker that sends data away). SPACE_ID set is enough, even by hand
+  outside a Space: a rule that protects a Space fails closed.
+- `real_space`: what only a real Space provides: its sign-in (Gradio's LoginButton), its proxy (the visitor
+  named last in X-Forwarded-For), and its network (listening on 0.0.0.0). The Space sets SYSTEM=spaces beside
+  SPACE_ID (what Gradio's own sign-in checks); SPACE_ID alone, set by hand elsewhere, gets none of these.
 
 - ZeroGPU hardware lends a GPU only to short calls inside the app's own process (functions decorated
   with `spaces.GPU`, capped at minutes); a training job is a separate process running for minutes to
@@ -14,8 +22,15 @@ from collections.abc import Mapping
 
 
 def on_space(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the Space's rules apply: SPACE_ID is set (by the Space, or by hand)."""
     env = os.environ if env is None else env
     return bool(env.get("SPACE_ID"))
+
+
+def real_space(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs on a real Space: SPACE_ID and SYSTEM=spaces, both set by the Space itself."""
+    env = os.environ if env is None else env
+    return on_space(env) and env.get("SYSTEM") == "spaces"
 
 
 def zero_gpu(env: Mapping[str, str] | None = None) -> bool:

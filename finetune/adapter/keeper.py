@@ -14,8 +14,9 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from finetune.adapter.hub import on_space, push_recorded, read_push, write_push
+from finetune.adapter.hub import push_recorded, read_push, write_push
 from finetune.errors import RunFileError
+from finetune.space import on_space
 
 if TYPE_CHECKING:
     from finetune.runfile.schema import HubSection

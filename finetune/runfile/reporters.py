@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 
 from finetune.runfile.validators import Invalid, show
+from finetune.space import on_space
 
 # name -> (the module transformers imports for it, what pip installs)
 LOCAL = {"tensorboard": ("tensorboard", "tensorboard"), "trackio": ("trackio", "trackio")}
@@ -59,7 +60,7 @@ class ReportTo:
         if NONE in [v.strip().lower() for v in listed] and chosen:
             raise Invalid(f'"none" cannot be listed with reporters, got {show(value)}')
         env = os.environ if self.env is None else self.env
-        if env.get("SPACE_ID") and (away := [n for n in chosen if n in REMOTE]):
+        if on_space(env) and (away := [n for n in chosen if n in REMOTE]):
             raise Invalid(f'"{away[0]}" sends metrics with credentials found on this Space, which are its '
                           'owner\'s, not yours: use "tensorboard" or "trackio" (they write inside the run folder)')
         for name in chosen:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from finetune.runfile import RunConfig
 from finetune.runfile.reporters import names
+from finetune.space import on_space
 from finetune.train import distributed
 from finetune.train.runfolder import RunFolder
 
@@ -82,7 +83,7 @@ def tracker_env(run: RunConfig, folder: RunFolder) -> list[str]:
     if "trackio" in reporters:
         os.environ["TRACKIO_DIR"] = str(folder.path.resolve() / "trackio")
         _repoint_trackio(folder.path.resolve() / "trackio")
-        if os.environ.get("SPACE_ID"):
+        if on_space():
             for key in TRACKIO_REMOTE_ENV:
                 os.environ.pop(key, None)
     return notes

@@ -12,6 +12,9 @@ import os
 from collections.abc import Mapping
 
 from finetune.runfile.limits import cut
+from finetune.space import on_space, real_space
+
+on_a_space = real_space   # the owner's rule (finetune/space.py) under the name tests/security/test_small.py uses
 
 
 def space_owner(space_id: str | None) -> str | None:
@@ -34,7 +37,7 @@ def allowed_users(env: Mapping[str, str]) -> set[str]:
 def login_required(env: Mapping[str, str] | None = None) -> bool:
     """Whether launching needs a signed-in user: on a Space, unless FINETUNE_PUBLIC=1."""
     env = os.environ if env is None else env
-    return bool(env.get("SPACE_ID")) and env.get("FINETUNE_PUBLIC", "").strip() != "1"
+    return on_space(env) and env.get("FINETUNE_PUBLIC", "").strip() != "1"
 
 
 def may_launch(username: str | None, env: Mapping[str, str] | None = None) -> tuple[bool, str]:
@@ -59,18 +62,11 @@ def may_use(username: str | None, action: str, env: Mapping[str, str] | None = N
                    "FINETUNE_ALLOWED_USERS or set FINETUNE_PUBLIC=1")
 
 
-def on_a_space(env: Mapping[str, str] | None = None) -> bool:
-    """Whether this process runs on a Hugging Face Space: SPACE_ID set by the Space itself, which also sets
-    SYSTEM=spaces (what Gradio's own sign-in checks). SPACE_ID alone, set by hand elsewhere, is not one."""
-    env = os.environ if env is None else env
-    return bool(env.get("SPACE_ID")) and env.get("SYSTEM") == "spaces"
-
-
 def sign_in_possible(env: Mapping[str, str] | None = None) -> bool:
     """Whether the page can offer Gradio's LoginButton. Outside a real Space, Gradio would mock sign-in
     with the host's own Hub account (it calls the Hub at start, and crashes offline or without a token):
     never for this app, whose rule then fails closed instead."""
-    return on_a_space(env) and oauth_available()
+    return real_space(env) and oauth_available()
 
 
 def oauth_available() -> bool:
@@ -135,7 +131,7 @@ def server_path_problems(run, env: Mapping[str, str] | None = None, uploads=None
     from finetune.runfile import DEMO
 
     env = os.environ if env is None else env
-    if not env.get("SPACE_ID"):
+    if not on_space(env):
         return []
     uploads = Path(uploads) if uploads is not None else uploads_dir(env=env)
     out = []
@@ -154,8 +150,7 @@ def model_readable(name: str, env: Mapping[str, str] | None = None) -> bool:
     Space only the demo and Hub ids (server_path_problems)."""
     from finetune.runfile import DEMO
 
-    env = os.environ if env is None else env
-    return not env.get("SPACE_ID") or name == DEMO or _hub_id(name)
+    return not on_space(env) or name == DEMO or _hub_id(name)
 
 
 def _hub_id(name: str) -> bool:

@@ -33,6 +33,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from finetune.runfile.limits import MAX_BYTES
+from finetune.space import real_space
 from finetune.ui import access
 
 log = logging.getLogger("finetune.app")
@@ -71,7 +72,7 @@ def client_of(scope: Scope, headers: Headers, env: Mapping[str, str] | None = No
     """Who sends this request. On a Space every request comes from its proxy, which names the visitor last
     in X-Forwarded-For (earlier entries are whatever the visitor wrote there)."""
     forwarded = headers.get("x-forwarded-for", "")
-    if access.on_a_space(env) and forwarded.strip():
+    if real_space(env) and forwarded.strip():
         return forwarded.rsplit(",", 1)[-1].strip()
     return (scope.get("client") or ("?",))[0]
 
