@@ -45,7 +45,7 @@ def best_rows(frame) -> list[tuple]:
 def test_the_loss_frame_draws_the_best_as_a_rule_across_the_curves():
     curves = {"train": [(r["step"], r["loss"]) for r in TRAIN], "eval": [(e["step"], e["eval_loss"]) for e in EVALS]}
     frame = plots.loss_frame({**curves, "best": (4, 1.8)})
-    assert list(frame["series"][:3]) == ["train", "eval", plots.BEST]   # the colour domain, whatever is drawn
+    assert list(frame["series"][:3]) == [plots.BEST, "train", "eval"]   # the colour domain; the rule drawn first
     assert best_rows(frame) == [(4, 0.9), (4, 1.8), (4, 3.0)]           # lowest, the best, highest loss drawn
     assert best_rows(plots.loss_frame({**curves, "best": (5, None)})) == [(5, 0.9), (5, 3.0)]
     for no_best in ({**curves, "best": None}, curves, {"train": curves["train"], "eval": [], "best": None}, None):

@@ -7,7 +7,7 @@ how Gradio 6's gr.LinePlot draws in the browser (measured in headless Chromium, 
    colour domain and drew every later line with no stroke: axes, grid and nothing else, until a reload
    built the spec from data. The same left an eval series that appears mid-run undrawn.
    So every loss frame starts with one empty row (step and loss null, which Vega leaves out) per series:
-   the colour domain is always [train, eval, best eval], whatever the chart held first.
+   the colour domain always holds train, eval and best eval, whatever the chart held first.
 2. When a setting and a value change in one update, the spec is rebuilt from the value the chart held
    before, and the new value goes to the view being replaced. So settings (x_lim, the legend) are sent in
    an update of their own, after the data, and the data is sent again on the next polls.
@@ -44,7 +44,9 @@ def loss_frame(curves: dict | None) -> pd.DataFrame:
     """Train and eval loss by step, led by one empty row per series (point 1 above), then the mark of the best
     evaluation, curves["best"]: (step, its eval loss or None), or None (point 4)."""
     curves = curves or {}
-    rows: list[tuple] = [(None, None, name) for name in SERIES]
+    # The rule's row first: the chart draws the series in the order they first appear, so it lies beneath the
+    # curves (drawn over them, it hid the end of the eval line).
+    rows: list[tuple] = [(None, None, name) for name in (BEST, *SERIES[:2])]
     for name in ("train", "eval"):
         rows += [(step, value, name) for step, value in curves.get(name, [])]
     rows += [(step, value, BEST) for step, value in best_rule(curves)]
