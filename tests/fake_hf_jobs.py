@@ -96,7 +96,7 @@ class Job:
         resume = ["--resume"] if self.spec["command"][-1].endswith("--resume") else []
         child_env = {k: v for k, v in os.environ.items() if k not in ("FINETUNE_SERVING",)}
         child_env.update({k: v for k, v in env.items() if k != "FINETUNE_RUN"})
-        child_env["PYTHONPATH"] = str(ROOT)
+        child_env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")   # the container's network is not the test's
         self.proc = subprocess.Popen([sys.executable, "-m", "finetune", "train", str(run), *resume], cwd=ROOT,
                                      env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in self.proc.stdout:
@@ -210,29 +210,31 @@ def _handler(server: FakeJobs):
 
 
 class FakeApi(HfApi):
-    """HfApi against the fake server, with the bucket methods kept in local folders."""
+    """HfApi against the fake server at `url`, with the bucket methods kept in folders under `root` (the
+    server's: FakeApi(server.url, server.root), also from another process)."""
 
-    def __init__(self, server: FakeJobs):
-        super().__init__(endpoint=server.url, token=TOKEN)
-        self.server = server
+    def __init__(self, url: str, root: str | Path):
+        super().__init__(endpoint=url, token=TOKEN)
+        self.root = Path(root)
         self.synced: list[tuple[str, str]] = []
 
     def sync_job_volume(self, source, mount_path, *, remote_name=None, read_only=True, namespace=None, token=None):
         assert token == TOKEN, "the job's files are uploaded with the launcher's token"
-        target = self.server.bucket_folder(namespace, remote_name)
+        target = self.root / namespace / "jobs-artifacts" / remote_name
+        target.mkdir(parents=True, exist_ok=True)
         shutil.copytree(source, target, dirs_exist_ok=True)
         self.synced.append((namespace, remote_name))
         return Volume(type="bucket", source=f"{namespace}/jobs-artifacts", mount_path=mount_path, path=remote_name,
                       read_only=read_only)
 
     def list_bucket_tree(self, bucket_id, prefix=None, *, recursive=None, token=None):
-        base = self.server.root / bucket_id
+        base = self.root / bucket_id
         for path in sorted((base / (prefix or "")).rglob("*")):
             if path.is_file():
                 yield BucketFile(type="file", path=str(path.relative_to(base)), size=path.stat().st_size, xetHash="0")
 
     def download_bucket_files(self, bucket_id, files, *, raise_on_missing_files=False, token=None):
-        base = self.server.root / bucket_id
+        base = self.root / bucket_id
         for remote, local in files:
             Path(local).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(base / (remote.path if isinstance(remote, BucketFile) else remote), local)

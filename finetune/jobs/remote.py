@@ -81,8 +81,14 @@ class Follower:
         self.cancel_requested = False
 
     def main(self, resume: bool) -> int:
-        signal.signal(signal.SIGTERM, self._on_cancel)
-        signal.signal(signal.SIGINT, self._on_cancel)
+        previous = {sig: signal.signal(sig, self._on_cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self._main(resume)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _main(self, resume: bool) -> int:
         status = self.folder.read_status()
         known = status.get("hf_job")
         self.folder.write_status(state="running", pid=os.getpid(), pid_started=started_at(os.getpid()),
@@ -92,8 +98,11 @@ class Follower:
             print(f"hf_jobs: re-attaching to job {known.get('url') or known['id']}", flush=True)
         else:
             volume = known.get("volume") if isinstance(known, dict) and resume else None
-            if not self._submit(volume or volume_id(self.folder.path), resume):
-                return self._end("cancelled", None, "CANCELED")
+            try:
+                if not self._submit(volume or volume_id(self.folder.path), resume):
+                    return self._end("cancelled", None, "CANCELED")
+            except Exception as exc:   # refused (no Jobs permission, no credit, a bad flavour) or unreachable
+                return self._end("failed", f"Hugging Face did not start the job: {_said(exc)}", "")
         stage, message = self._follow(skip=int(self.job.get("lines") or 0))
         return self._end(*self._outcome(stage, message), stage)
 
@@ -195,6 +204,12 @@ class Follower:
         except Exception as exc:
             print(f"hf_jobs: cancelling failed ({type(exc).__name__}: {exc}); cancel it at {self.job.get('url')}",
                   flush=True)
+
+
+def _said(exc: Exception) -> str:
+    """An error from the Hub in one line: its own message (the server's reason), not a traceback."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def volume_id(output_dir) -> str:
