@@ -4,7 +4,7 @@ Used by the tests (static parts, on the CPU, to 2%) and by benchmarks/bench_memo
 on a GPU). Everything here imports torch and PEFT; the estimate itself (memory.py) never does.
 
 - `prepare(run)`: the base model as finetune.model.loading.load_model gives it (quantized models through
-  prepare_model_for_kbit_training), the LoRA adapter from get_peft_model, and TRL's SFTTrainer rule for
+  prepare_quantized_for_training), the LoRA adapter from get_peft_model, and TRL's SFTTrainer rule for
   quantized bases (adapter weights, but not DoRA magnitudes, cast to bfloat16; trl 1.16 sft_trainer.py).
 - `weights_bytes`: model.get_memory_footprint() of the frozen base, plus the quantization constants
   bitsandbytes keeps beside each quantized weight (absmax, code tables, SCB), which the footprint leaves out.

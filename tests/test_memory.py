@@ -97,13 +97,14 @@ def test_weights_match_the_loaded_model(models, arch, quant, dtype):
 def test_4bit_weights_without_double_quantization(models):
     import memory_probe as mp
     import torch
-    from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from finetune.model.loading import prepare_quantized_for_training
 
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False,
                                bnb_4bit_compute_dtype=torch.bfloat16)
     base = AutoModelForCausalLM.from_pretrained(models["wide"], dtype=torch.bfloat16, quantization_config=quant)
-    base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    base = prepare_quantized_for_training(base, gradient_checkpointing=False)
     run = make_run(models["wide"], "4bit")
     s = dataclasses.replace(settings_of(run, CPU), double_quant=False)
     assert within(estimate(count_run(run), s).weights, mp.weights_bytes(base), 0.02)
@@ -177,7 +178,11 @@ def test_kept_activations_match_autograd(models, arch, quant):
     measured = mp.saved_activation_bytes(model, ids, torch.ones_like(ids), mp.autocast_for(run))
     count = count_run(run)
     kept, _ = activation_parts(count, layout(count._skel), settings_of(run, CPU))
-    assert within(kept, measured, 0.03 if arch in ("llama", "qwen3") else 0.15), (kept, measured)
+    # OPT's LayerNorms: CUDA's autocast runs layer_norm in float32 and keeps a float32 copy of its input, as
+    # the estimate counts; the CPU's runs it in bfloat16 and keeps half that. Over a quantized base, whose
+    # residual stream is bfloat16 as on the GPU, that is 21% of this tiny model's kept bytes.
+    tolerance = 0.03 if arch in ("llama", "qwen3") else 0.25 if arch == "opt" and quant != "none" else 0.15
+    assert within(kept, measured, tolerance), (kept, measured)
 
 
 @pytest.mark.slow
@@ -230,9 +235,9 @@ def test_llama3_8b_lands_where_practitioners_report(llama8b):
     assert 5e9 <= qlora.total <= 14e9, qlora
     assert 16e9 <= lora.total <= 28e9, lora
     # The components that are exact: 16-bit weights are the parameter count twice; 4-bit about a quarter of it
-    # plus the float32 embeddings and output layer (prepare_model_for_kbit_training upcasts them).
+    # plus the embeddings and output layer, left in bfloat16 (2 x 525M values each: 2.1 GB).
     assert lora.weights == 2 * FULL["Meta-Llama-3-8B"][1]
-    assert 7.0e9 < qlora.weights < 8.5e9
+    assert 5.3e9 < qlora.weights < 6.0e9
     assert lora.activations < lora.weights and qlora.activations < qlora.weights
 
 

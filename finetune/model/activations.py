@@ -108,6 +108,14 @@ def _first(raw: dict, keys, default):
 
 # --- activations -----------------------------------------------------------------------------------------
 
+def upcast_base(s) -> bool:
+    """Whether the quantized base's unquantized weights (embeddings, norms, lm_head) are float32 in training,
+    and with them the residual stream: only under ORPO, whose TRL trainer calls PEFT's
+    prepare_model_for_kbit_training itself. The job keeps them in the compute dtype. The QLoRA estimate under
+    this rule still awaits GPU measurements (benchmarks/bench_gpu.py); the float32 one measured -8.5%..+0.4%."""
+    return s.quantization != "none" and getattr(s, "method", "sft") == "orpo"
+
+
 def activation_bytes(count, lay: dict, s) -> int:
     saved, transient = activation_parts(count, lay, s)
     return saved + transient
@@ -121,8 +129,10 @@ def activation_parts(count, lay: dict, s, fused_head: bool = True) -> tuple[int,
     quant = s.quantization != "none"
     w = BYTES[s.dtype]
     autocast = w == 2                                    # Trainer bf16/fp16: autocast to the weights' dtype
-    stream = 4 if quant or not autocast else 2          # the residual stream: float32 over a quantized base
     c = 2 if autocast else 4                             # what matmuls and attention run in
+    # The residual stream is in the weights' dtype, a quantized base's too: its unquantized weights stay in the
+    # compute dtype (finetune.model.loading.prepare_quantized_for_training); only ORPO's trainer upcasts them.
+    stream = 4 if upcast_base(s) else c
     adapter = 2 if quant else 4
     h, L, T = lay["hidden"], lay["layers"], s.batch * s.max_length
     roles = lay["roles"]
@@ -135,7 +145,7 @@ def activation_parts(count, lay: dict, s, fused_head: bool = True) -> tuple[int,
     padded = s.batch > 1 and attn_impl != "flash_attention_2"
     qkv = 3 * lay["q"] if padded else lay["qkv"]
     attn = c * (qkv + lay["q"]) + 4 * lay["heads"]
-    # 4-bit layers return their input's dtype (float32 over a quantized base); 8-bit ones the compute dtype.
+    # 4-bit layers return their input's dtype (the stream's); 8-bit ones the compute dtype.
     mlp_bytes = c if s.quantization == "8bit" else stream
     mlp = (lay["act"] + 2 if lay["gated"] else lay["act"]) * lay["inter"] * mlp_bytes
     per_layer = T * (norms + attn + mlp + (2 * h if lay["dropout"] else 0))
@@ -147,7 +157,9 @@ def activation_parts(count, lay: dict, s, fused_head: bool = True) -> tuple[int,
     # gate/up), nothing for the attention output, which attention keeps already. Then the rank-r
     # intermediate; with dropout a mask and the dropped copy; with DoRA the base and adapter outputs.
     stream_dt = "float32" if stream == 4 else s.dtype
-    adapter_dt = "bfloat16" if quant else "float32"
+    # PEFT's bitsandbytes layers cast the adapter's input to its dtype only outside autocast: under autocast a
+    # quantized base's adapters read the stream itself.
+    adapter_dt = (s.dtype if autocast else "bfloat16") if quant else "float32"
     kept = c if autocast else adapter      # bytes of the tensor the adapter's first matmul keeps
     adapters = 0
     shared = set()
@@ -187,13 +199,13 @@ def activation_parts(count, lay: dict, s, fused_head: bool = True) -> tuple[int,
     else:
         saved = L * per_layer + adapters + head + inputs + mask + rope
         recompute = 0
-    # Transients: the LM head's backward (float32 gradient of its input, a logits tile, the tile's inputs cast to
+    # Transients: the LM head's backward (float32 gradient of its input, a logits tile, the tile's input cast to
     # the compute dtype) or a layer's backward (gradients of its hidden states and MLP intermediates), plus,
     # quantized, one dequantized weight.
     # The tile buffer is VOCAB_TILE wide whatever the vocabulary (chunked_logprob allocates (tokens, chunk_size)
     # once and uses a slice of it): a model with a smaller vocabulary still pays the whole width.
     tile = min(T, TOKEN_TILE) * VOCAB_TILE * c
-    head_back = T * h * 4 + tile + min(T, TOKEN_TILE) * h * c + (min(lay["vocab"], VOCAB_TILE) * h * c if quant else 0)
+    head_back = T * h * 4 + tile + min(T, TOKEN_TILE) * h * c
     layer_back = T * (2 * h + 2 * lay["inter"]) * max(stream, c) + recompute
     dequant = lay["biggest"] * c if quant else 0
     return saved, max(head_back if fused_head else 0, layer_back) + dequant

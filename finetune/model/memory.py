@@ -8,8 +8,9 @@ SFTTrainer), measured on loaded models by tests/test_memory.py:
   weights      the frozen base. 16/32-bit: parameters x dtype. 4-bit NF4 / 8-bit (bitsandbytes, as
                transformers' replace_with_bnb_linear picks them: plain nn.Linear and Conv1D, not the output
                embedding, not tied or last modules): packed weights plus their quantization constants; every
-               other parameter (embeddings, lm_head, norms, biases) is float32, since PEFT's
-               prepare_model_for_kbit_training upcasts them.
+               other parameter (embeddings, lm_head, norms, biases) stays in the weights' dtype
+               (finetune.model.loading.prepare_quantized_for_training), except under ORPO, whose TRL trainer
+               calls PEFT's prepare_model_for_kbit_training and upcasts them to float32.
   trainable    LoRA/DoRA adapters and modules_to_save copies: float32 over a 16-bit base (PEFT's
                autocast_adapter_dtype), bfloat16 over a quantized one (SFTTrainer casts them; DoRA
                magnitudes stay float32), the base's dtype for trained biases and full copies.
@@ -19,7 +20,9 @@ SFTTrainer), measured on loaded models by tests/test_memory.py:
                and bnb 32-bit AdamW two float32 moments; Adafactor factored float32 second moments; SGD none.
   activations  what autograd keeps for the backward pass, plus the largest transient of the step. Per layer and
                token this is the Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
-               Transformer Models") bookkeeping redone for a frozen base with adapters: a frozen Linear keeps
+               Transformer Models") bookkeeping redone for a frozen base with adapters (the residual stream in
+               the weights' dtype, a quantized base's too; the QLoRA rows of benchmarks/gpu_results.csv were
+               measured with a float32 stream and must be re-measured: bench_gpu.py): a frozen Linear keeps
                nothing, norms keep a float32 copy of their input, attention (SDPA/flash) keeps q, k, v, its
                output and a logsumexp (eager adds the heads x s x s scores), a gated MLP keeps three
                intermediates (one without gate), and every adapter keeps its own copy of its input when PEFT
@@ -36,7 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from finetune.model.activations import layout
+from finetune.model.activations import layout, upcast_base
 from finetune.model.architecture import CONV1D, LINEAR, Skeleton
 from finetune.model.dtypes import BYTES, Device, resolve_dtype, this_device
 from finetune.model.passes import method_activation_bytes
@@ -125,7 +128,7 @@ def estimate(count, s: Settings) -> Memory:
     skel, lay = count._skel, layout(count._skel)
     tensors = trainable_tensors(count, s.quantization, s.dtype)          # [(numel, bytes per value, rows, cols)]
     trainable = sum(n * b for n, b, _, _ in tensors)
-    weights = weight_bytes(skel, s.quantization, s.dtype, s.double_quant)
+    weights = weight_bytes(skel, s.quantization, "float32" if upcast_base(s) else s.dtype, s.double_quant)
     optimizer = sum(optimizer_bytes(s.optim, n, b, rows, cols) for n, b, rows, cols in tensors)
     if s.optim in BNB_8BIT and any((rows * cols or rows) >= BNB_MIN_8BIT for _, _, rows, cols in tensors):
         optimizer += 2 * 256 * 4      # the two 256-entry dynamic quantization maps, shared by all parameters
@@ -191,7 +194,7 @@ def weight_bytes(skel: Skeleton, quantization: str, dtype: str, double_quant: bo
                 if local == "weight" and m.name in quantized:
                     found += quantized_weight_bytes(numel, m.out_features, quantization, double_quant)
                 else:
-                    found += 4 * numel    # prepare_model_for_kbit_training: every 16-bit parameter to float32
+                    found += BYTES[dtype] * numel    # left in the weights' dtype
     skel.memo[key] = found
     return found
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from finetune.model.activations import activation_parts
+from finetune.model.activations import activation_parts, upcast_base
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def no_grad_bytes(lay: dict, s, last_token_only: bool = False) -> int:
     from finetune.model.activations import TOKEN_TILE, VOCAB_TILE
 
     c = compute_bytes(s)
-    stream = 4 if s.quantization != "none" or c == 4 else 2
+    stream = 4 if upcast_base(s) else c
     tokens = s.batch * s.max_length
     layer = tokens * (2 * lay["hidden"] * stream + (lay["qkv"] + lay["q"]) * c + 3 * lay["inter"] * stream)
     mask = s.batch * s.max_length ** 2 if s.batch > 1 and s.attn != "flash_attention_2" else 0
