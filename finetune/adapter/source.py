@@ -6,15 +6,13 @@ Every problem is one line naming the folder, raised as RunFileError like the run
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from finetune.errors import RunFileError
 from finetune.runfile import RunConfig, load_run
+from finetune.train import checkpoints as saved
 from finetune.train.runfolder import RunFolder
-
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass
@@ -41,13 +39,11 @@ class AdapterSource:
 
 
 def checkpoints(path: Path) -> list[tuple[int, Path]]:
-    """checkpoint-N folders holding an adapter, oldest first."""
-    found = []
-    for child in path.iterdir() if path.is_dir() else ():
-        match = CHECKPOINT.match(child.name)
-        if match and (child / "adapter_config.json").is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
+    """(step, folder) of the checkpoints (as finetune/train/checkpoints.py lists them) holding an adapter,
+    oldest first. Trying one needs only its adapter, not the optimizer state a resume needs: PEFT writes
+    adapter_config.json after the weights, so a checkpoint whose save goes on (or was cut short) after them
+    can be tried already."""
+    return [(saved.step_of(p), p) for p in saved.checkpoints(path) if (p / "adapter_config.json").is_file()]
 
 
 def find_adapter(run_dir) -> AdapterSource:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.jobs.folders import RUN_ID  # the folders module, not the manager (which imports this one)
+from finetune.train import checkpoints as saved
 from finetune.train.runfolder import FINAL_STATES, RunFolder
 
 # The curve of each metrics.jsonl field: series name -> record key.
@@ -85,12 +86,9 @@ def section(conf: dict, name: str) -> dict:
 
 
 def checkpoints(folder: RunFolder) -> list[int]:
-    """The steps of the run's checkpoint-N folders, ascending (what `train --resume` can go on from)."""
-    try:
-        names = [p.name for p in folder.path.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")]
-    except FileNotFoundError:
-        return []
-    return sorted(int(n.split("-", 1)[1]) for n in names if n.split("-", 1)[1].isdigit())
+    """The steps of the run's complete checkpoints, ascending: what `train --resume` can go on from
+    (finetune/train/checkpoints.py decides), so the page offers Resume only where the job will resume."""
+    return saved.complete_steps(folder.path)
 
 
 def _trainable(folder: RunFolder) -> int | None:
