@@ -230,10 +230,17 @@ def test_any_value_is_refused_in_one_line_or_round_trips_exactly(name, value, tm
 
 @pytest.mark.slow   # imports TRL
 def test_every_allowed_key_that_trl_types_as_int_takes_whole_numbers_only():
-    from finetune.runfile.sft_fields import sft_field_kinds
+    import typing
 
-    kinds = sft_field_kinds()
-    assert {k for k in ALLOWED if kinds.get(k) == "int"} <= set(EXTRA_INTS)
+    from trl import SFTConfig
+
+    hints = typing.get_type_hints(SFTConfig)
+
+    def whole_number(annotation) -> bool:   # int, or int | None as TRL writes its optional counts
+        return set(typing.get_args(annotation) or (annotation,)) - {type(None)} == {int}
+
+    typed_int = {k for k in ALLOWED if whole_number(hints.get(k))}
+    assert "dataloader_num_workers" in typed_int and typed_int <= set(EXTRA_INTS)
 
 
 @pytest.mark.parametrize("text", [
