@@ -117,12 +117,6 @@ def settings_of(run, device: Device | None = None) -> Settings:
                     accumulation=t.gradient_accumulation_steps)
 
 
-def estimate_run(run, device: Device | None = None) -> Memory:
-    from finetune.model.count import count_run
-
-    return estimate(count_run(run), settings_of(run, device))
-
-
 def estimate(count, s: Settings) -> Memory:
     """The memory of one device for a count (finetune.model.count.Count) under settings `s`."""
     skel, lay = count._skel, layout(count._skel)
