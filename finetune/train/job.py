@@ -78,7 +78,7 @@ def setup(run_path: str, resume: bool) -> Plan:
     if problems := distributed.resume_problems(plan.checkpoint, distributed.world_size()):
         raise RunFileError(problems)
     choose_loss(plan)
-    from finetune.train.methods import trainer_config
+    from finetune.train.trainer_args import trainer_config
 
     plan.args = trainer_config(plan)
     return plan

@@ -21,7 +21,7 @@ class Plan:
     run: RunConfig
     tokenizer: PreTrainedTokenizerBase
     examples: Examples
-    args: TrainingArguments | None     # the method's TRL config, built last by setup()
+    args: TrainingArguments | None     # the method's TRL config, built last by setup() (trainer_args.py)
     checkpoint: str | None = None      # what --resume goes on from
     count: Count | None = None         # what PEFT must report at start
     notes: list[str] = field(default_factory=list)  # lines for train.log about choices made for the user
