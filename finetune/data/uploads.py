@@ -2,7 +2,7 @@
 
 Gradio's upload cache is not the job's business (it is cleaned on Gradio's schedule), so an upload is
 copied to `<runs_dir>/.uploads/` (the run list ignores names starting with a dot) and the run file names
-that copy. Before, every upload stayed forever, so a Space's disk filled with them. Now each is at most
+that copy. Kept forever, uploads would fill a Space's disk, so each is at most
 FINETUNE_MAX_UPLOAD_MB (default 200; the app also gives Gradio this cap, so a larger file is refused
 before it is written anywhere), and an upload older than a day that no run folder's run.yaml names is
 deleted, whenever a new upload is stored and when the app starts.

@@ -1,12 +1,11 @@
 """Cancelling a running job, the manager's side: one graceful request, then only an explicit force.
 
 A graceful stop (SIGTERM) lets the job finish its step and save a checkpoint and the adapter, which takes
-seconds to minutes on a large model. Before, a second Cancel during that time sent SIGTERM again and the
-job stopped at once without saving, and a cancel_timeout later the manager killed it on its own; both
-threw away what the user asked to keep. Now a request is recorded once, as the mtime of the run folder's
-`.cancel-requested` mark (the manager never writes status.json while the job runs: the job owns it, and a
-second writer would race it), repeated requests are no-ops, and only force=True kills (SIGKILL: nothing is
-saved), which the status then says. The page offers "Force stop" once a graceful stop has taken longer
+seconds to minutes on a large model. A second SIGTERM during that time would stop the job at once
+without saving, and so would a kill on a timeout: either throws away what the user asked to keep. So a
+request is recorded once, as the mtime of the run folder's `.cancel-requested` mark (the manager never
+writes status.json while the job runs: the job owns it, and a second writer would race it), repeated
+requests are no-ops, and only force=True kills (SIGKILL: nothing is saved), which the status then says. The page offers "Force stop" once a graceful stop has taken longer
 than the manager's cancel_timeout.
 """
 

@@ -37,7 +37,8 @@ def check_turns(turns: object, column: str) -> str | None:
     if not isinstance(turns, list) or not turns:
         return f'"{column}" must be a non-empty list of messages'
     for t in turns:
-        # The shape is described, never the values: a data error must not quote the data (issue #7).
+        # The shape is described, never the values: a data error must not quote the data (a Space shows
+        # errors to visitors, and a dataset may be private).
         if not isinstance(t, dict) or not isinstance(t.get("role"), str) or not isinstance(t.get("content"), str):
             got = (f"an object with keys {', '.join(str(k)[:20] for k in list(t)[:6])}" if isinstance(t, dict)
                    else f"a {type(t).__name__}")

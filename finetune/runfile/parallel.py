@@ -40,7 +40,7 @@ def wants_group(training) -> bool:
 
 
 def strategy_problems(run) -> list[str]:
-    """What a strategy cannot do with these settings, one line each (see DESIGN.md, Validation)."""
+    """What a strategy cannot do with these settings, one line each, found before anything loads."""
     t, quant = run.training, run.model.quantization
     out = []
     if t.zero_stage != 2 and t.strategy != "deepspeed":

@@ -1,8 +1,8 @@
 """`training.report_to`: which experiment trackers a run may report to, and whether each can start here.
 
 Checked when the run file is read (CLI, app, API and the job alike), so a tracker that cannot start is one
-line naming the field before anything loads. Before, `report_to: [tensorboard]` without the tensorboard
-package passed every check and failed in Trainer's constructor, after the model had loaded, with a traceback.
+line naming the field before anything loads, not a traceback from Trainer's constructor after the model
+has loaded (what `report_to: [tensorboard]` without the tensorboard package would give).
 
 TensorBoard and Trackio write inside the run folder (the job points them there: finetune/train/watch.py)
 and need no credentials, so every server allows them. W&B and MLflow send metrics away with credentials

@@ -100,8 +100,8 @@ class Num:
 
 
 class Int(Num):
-    """A whole number. The upper bound is required: an unbounded one let 1e100 through as a 101-digit int that
-    run.yaml could not hold and JSON readers refused (issue 16)."""
+    """A whole number. The upper bound is required: an unbounded one would take 1e100 as a 101-digit int that
+    run.yaml cannot hold and JSON readers refuse."""
 
     whole = True
 

@@ -1,7 +1,8 @@
 """A full disk, said in one line: what it cut short, what is left, what to do.
 
-Before, a disk that filled up during a checkpoint ended the job with three tracebacks (98 lines), status.json
-left at `running` (writing `failed` needed space too), a partial checkpoint-N and an empty `.status.*.tmp`.
+Left to the libraries, a disk that fills up during a checkpoint ends the job with three tracebacks (98 lines),
+status.json left at `running` (writing `failed` needs space too), a partial checkpoint-N and an empty
+`.status.*.tmp`.
 Each library says "no space" its own way, measured on a 160 KB tmpfs: Python raises OSError(ENOSPC);
 tokenizers `Exception("No space left on device (os error 28)")`; safetensors `SafetensorError("...: No
 space left on device (os error 28)")`; torch.save `RuntimeError("... unexpected pos 576 vs 534")`, no errno at

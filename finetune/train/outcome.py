@@ -2,9 +2,9 @@
 (or `cancelled`) in status.json, and an `error:` line in train.log, which the job manager reads when
 status.json could not be written (finetune/jobs/process.py, exit_reason).
 
-- refused (exit 2): setup found problems, one `error:` line each. A job the manager started used to leave its
-  folder `running`, which the manager then called "ended without a final status (killed?)" whenever it had
-  no exit code to go by (a job forked from the warm process). The folder is written only when it waits for
+- refused (exit 2): setup found problems, one `error:` line each, and the folder says `failed`: a folder left
+  `running` would read as "ended without a final status (killed?)" to a manager with no exit code to go by
+  (a job forked from the warm process). The folder is written only when it waits for
   this job (state running, naming this process or no process yet): `train RUN` refused on a folder that
   holds a finished run leaves that run's record as it was.
 - failed (exit 1): the traceback, then `error: Type: first line`; a full disk is said as such, without a

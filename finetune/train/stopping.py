@@ -2,8 +2,8 @@
 
 The current step finishes, a checkpoint and the adapter are saved, and the job ends `cancelled`. Before
 training starts there is nothing to save, so a signal stops it at once. Once a graceful stop is under way,
-further signals change nothing: a second Cancel (or an impatient second Ctrl-C) used to stop the job at
-once and throw away the save the first one asked for. Stopping without saving is an explicit act: the
+further signals change nothing, so that a second Cancel (or an impatient second Ctrl-C) cannot stop the
+job at once and throw away the save the first one asked for. Stopping without saving is an explicit act: the
 page's "Force stop" / `cancel(force=True)` (SIGKILL), or Ctrl-\\ (SIGQUIT) in a terminal.
 
 Standard library only: the handler is installed before the seconds-long imports of torch and transformers,

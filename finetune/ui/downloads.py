@@ -1,9 +1,9 @@
 """Downloads of a run's files (the adapter zip, the merged model's zip): handed out, never served in place.
 
 Gradio serves only what it stored itself (its cache, GRADIO_TEMP_DIR) and what `launch(allowed_paths=...)`
-names. The runs folder was once among the allowed paths, so that a DownloadButton could point into it, and
-everything in it was anyone's to fetch: logs, errors, run files, uploaded datasets. Now it is in
-`blocked_paths` instead (app.py), and a download is handed out like this:
+names. With the runs folder among the allowed paths, everything in it would be anyone's to fetch: logs,
+errors, run files, uploaded datasets. So it is in `blocked_paths` (app.py), and a download is handed out
+like this:
 
 1. the handler checks the sign-in rule (access.may_use, as for launching);
 2. `handout()` links (or copies, across file systems) the zip into a folder of its own with a random name

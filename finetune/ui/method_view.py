@@ -1,4 +1,4 @@
-"""The form's Method section (issue 17): how the adapter learns (sft, dpo, kto, orpo, grpo), the chosen method's
+"""The form's Method section: how the adapter learns (sft, dpo, kto, orpo, grpo), the chosen method's
 own settings, and GRPO's rewards as a table with a row per reward.
 
 Each setting has one widget, shown only for the methods that take it (finetune.runfile.method.DEFAULTS); picking
