@@ -1,6 +1,6 @@
 """Runs read back from their folders, for whoever shows them side by side: a run's curves (train loss, eval
-loss and learning rate by step), a one-row summary per run for a runs table, and the settings that differ
-between runs. Plain data from the run folder contract (finetune/train/runfolder.py); no UI here.
+loss and learning rate by step), its figures (last and best loss, tokens/s: the one definition every list of
+runs shows), a one-row summary per run for a runs table, and the settings that differ between runs. Plain data from the run folder contract (finetune/train/runfolder.py); no UI here.
 
 Reading is cheap enough to repeat every second: a folder's summary is kept until its status.json,
 metrics.jsonl or run.yaml changes (a finished run is read once), and the trainable count, which needs the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ from finetune.train.runfolder import FINAL_STATES, RunFolder
 
 # The curve of each metrics.jsonl field: series name -> record key.
 CURVES = {"train": "loss", "eval": "eval_loss", "learning_rate": "learning_rate"}
+# A step's rate as the job logs it (tokens_per_second), and as the Trainer's own end-of-training summary names it.
+SPEEDS = ("tokens_per_second", "train_tokens_per_second")
 # Keys that differ between any two runs by construction: not worth listing in a diff.
 UNCOMPARED = {"training.output_dir"}
 
@@ -44,6 +47,23 @@ def curves(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
                 points[int(step)] = float(value)
         out[name] = sorted(points.items())
     return out
+
+
+def figures(records: list[dict]) -> dict:
+    """A run's figures from its metrics records, as the runs table, JobManager.list_runs and status and a
+    sweep's ranking all show them: last_loss, the train loss at the curve's last step (curves(): finite values,
+    a step's last record wins); best_loss and best_eval_loss, the curves' lowest; tokens_per_second, the median
+    of the logged rates (the first steps carry warm-up and compilation, and one value is noisy), to 0.1."""
+    points = curves(records)
+    losses = [loss for _, loss in points["train"]]
+    speeds: list[float] = [r[key] for r in records for key in SPEEDS if _positive(r.get(key))]
+    return {"last_loss": losses[-1] if losses else None, "best_loss": min(losses, default=None),
+            "best_eval_loss": min((v for _, v in points["eval"]), default=None),
+            "tokens_per_second": round(statistics.median(speeds), 1) if speeds else None}
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def run_dirs(runs_dir) -> list[Path]:
@@ -136,18 +156,13 @@ def _read_summary(folder: RunFolder) -> dict:
     model, lora = section(conf, "model"), section(conf, "lora")
     records = folder.read_metrics()
     points = curves(records)
-    losses = [loss for _, loss in points["train"]]
-    speeds = [r["tokens_per_second"] for r in records if r.get("tokens_per_second")]
     return {
+        **figures(records),   # last_loss, best_loss, best_eval_loss, tokens_per_second
         "run_id": folder.path.name, "state": status.get("state", "queued"),
         "model": model.get("name_or_path"), "quantization": model.get("quantization"),
         "r": lora.get("r"), "lora_alpha": lora.get("lora_alpha"), "targets": _targets(lora),
         "method": section(conf, "method").get("name") or "sft",   # an sft run's run.yaml has no method section
         "trainable": _trainable(folder) if folder.run_yaml.is_file() else None,
-        "last_loss": losses[-1] if losses else None, "best_loss": min(losses) if losses else None,
-        "best_eval_loss": min((v for _, v in points["eval"]), default=None),
-        # the median: the first steps (warm-up, compilation) and the last (saving) are not the pace
-        "tokens_per_second": sorted(speeds)[len(speeds) // 2] if speeds else None,
         "step": status.get("step") or (points["train"][-1][0] if points["train"] else 0),
         "max_steps": status.get("max_steps"), "error": status.get("error"),
         "submitted_at": status.get("submitted_at") or status.get("started_at") or folder.path.stat().st_mtime,

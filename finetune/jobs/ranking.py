@@ -13,10 +13,10 @@ have not started (queued, not run); failed runs last. Within each group a run wi
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 
 from finetune.errors import RunFileError
+from finetune.jobs.history import figures
 from finetune.train.runfolder import RunFolder
 
 NOT_RUN = "not run"   # a folder with no status.json: its job never started (a sweep stopped before it)
@@ -30,17 +30,15 @@ def _numbers(metrics: list[dict], key: str) -> list[float]:
 
 
 def summarise(folder: RunFolder) -> dict:
-    """One run's figures: the last train loss, the lowest eval loss, and tokens/s as the median of its logged
-    steps (the first step carries start-up costs and a single last value is noisy)."""
+    """One run's figures, as every list of runs shows them (finetune/jobs/history.figures): the last train
+    loss, the lowest eval loss and tokens/s."""
     status, metrics = folder.read_status(), folder.read_metrics()
-    losses, evals = _numbers(metrics, "loss"), _numbers(metrics, "eval_loss")
-    speeds = [s for s in _numbers(metrics, "tokens_per_second") + _numbers(metrics, "train_tokens_per_second")
-              if s > 0]
+    shown = figures(metrics)
     steps = _numbers(metrics, "step")
     return {"state": status.get("state") or NOT_RUN,
-            "final_loss": losses[-1] if losses else None,
-            "best_eval_loss": min(evals) if evals else None,
-            "tokens_per_second": round(statistics.median(speeds), 1) if speeds else None,
+            "final_loss": shown["last_loss"],
+            "best_eval_loss": shown["best_eval_loss"],
+            "tokens_per_second": shown["tokens_per_second"],
             "step": max([status.get("step") or 0, *steps]), "max_steps": status.get("max_steps"),
             "error": status.get("error"), "output_dir": str(folder.path)}
 

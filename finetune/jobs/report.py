@@ -38,8 +38,7 @@ def status(folder: RunFolder) -> dict:
     out["series"] = series(metrics)
     if metrics and "step" in metrics[-1]:
         out["step"] = max(out["step"] or 0, metrics[-1]["step"])
-    speeds = [m[k] for m in metrics for k in ("tokens_per_second", "train_tokens_per_second") if m.get(k)]
-    out["tokens_per_second"] = speeds[-1] if speeds else None
+    out["tokens_per_second"] = history.figures(metrics)["tokens_per_second"]
     out["elapsed_s"], out["eta_s"] = timing(out)
     out["stopped_early"] = stopped_early(status.get("stopped_early"))
     out["samples"] = [{"step": r["step"], "prompt": r["prompt"][:SAMPLE_CHARS], "answer": r["answer"][:SAMPLE_CHARS]}
@@ -78,13 +77,12 @@ def summary(path: Path, queue: list[str]) -> dict | None:
     if not folder.exists():
         return None
     status, settings = folder.read_status(), history.settings(folder)
-    losses = [m["loss"] for m in folder.read_metrics() if m.get("loss") is not None]
     return {
         "run_id": path.name, "state": status.get("state", "queued"), "step": status.get("step", 0),
         "max_steps": status.get("max_steps"), "error": status.get("error"),
         "model": history.section(settings, "model").get("name_or_path"),
         "r": history.section(settings, "lora").get("r"),
-        "loss": losses[-1] if losses else None,
+        "loss": history.figures(folder.read_metrics())["last_loss"],
         "submitted_at": status.get("submitted_at") or status.get("started_at") or path.stat().st_mtime,
         "queue_position": queue.index(path.name) + 1 if path.name in queue else None,
     }
