@@ -12,6 +12,7 @@ from playwright import sync_api
 
 TRAIN_POINTS = "document.querySelectorAll('#loss-plot .mark-symbol path[aria-label*=\"series: train\"]').length"
 TRAIN, EVAL = (31, 119, 180), (255, 127, 14)   # finetune/ui/plots.py COLORS (compare: run 1, run 2)
+BEST = (44, 160, 44)   # COLORS["best eval"], the rule at the best evaluation
 CURVE_PX = 300   # a 2-pixel line across a few steps; the legend's symbol alone is under 60
 X_LABELS = """() => [...document.querySelectorAll('#loss-plot g.role-axis')]
     .filter(g => (g.getAttribute('aria-label') || '').startsWith('X-axis'))

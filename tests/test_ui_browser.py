@@ -12,6 +12,7 @@ FINETUNE_REQUIRE_BROWSER=1 (tests/browser_env.py).
 The app runs in its own process with its runs in a temporary folder and the Hub offline.
 """
 
+import json
 import re
 import time
 import zipfile
@@ -24,6 +25,7 @@ sync_api = browser_env.sync_api()
 
 from browser_page import (  # noqa: E402  (after the skip: it imports playwright)
     ARGS,
+    BEST,
     CHROMIUM,
     COUNT_TOASTS,
     CURVE_PX,
@@ -273,9 +275,10 @@ def test_three_runs_in_a_row_from_one_page_each_draw_their_curve(page, runs_dir)
         assert full.startswith(first_line) or f"\n{first_line}\n" in full   # not cut mid-line
 
 
-def test_a_run_started_through_the_api_draws_in_an_open_page(page, browser, app_url):
+def test_a_run_started_through_the_api_draws_in_an_open_page(page, browser, app_url, runs_dir):
     """A page showing a finished run follows a run launched through /launch, and draws its train and eval
-    loss; a run another page launches is listed within seconds but does not take the page over."""
+    loss, with a rule at its best evaluation; a run another page launches is listed within seconds but does
+    not take the page over."""
     from gradio_client import Client
 
     run_text = ("model: {name_or_path: demo}\nlora: {r: 6}\ndata: {path: demo, eval_size: 16}\n"
@@ -289,7 +292,14 @@ def test_a_run_started_through_the_api_draws_in_an_open_page(page, browser, app_
     assert colour_pixels(page, "#loss-plot", TRAIN) >= CURVE_PX
     wait_for_curve(page, rgb=EVAL, least=150, timeout=10)   # eval loss at steps 3, 6, 9, 12
     legend = page.locator("#loss-plot .role-legend-label text").evaluate_all("els => els.map(e => e.textContent)")
-    assert legend == ["train", "eval"], legend
+    assert legend == ["train", "eval", "best eval"], legend
+    wait_for_curve(page, rgb=BEST, least=120, timeout=10)   # a rule across the curves (the legend's symbol: ~30)
+    evals = [(r["step"], r["eval_loss"]) for r in map(json.loads, (runs_dir / api_run / "metrics.jsonl")
+                                                       .read_text().splitlines()) if "eval_loss" in r]
+    best = min(evals, key=lambda e: e[1])   # the first of equals, as the Trainer keeps it
+    marks = page.locator('#loss-plot .mark-symbol path[aria-label*="series: best eval"]') \
+        .evaluate_all("els => els.map(e => e.getAttribute('aria-label'))")
+    assert marks and all(f"step: {best[0]};" in m for m in marks), (best, evals, marks)
 
     other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     other.goto(app_url)
