@@ -17,7 +17,7 @@ from finetune.model.loading import lora_config, quantization_config, weights_dty
 from finetune.runfile import RunConfig, load_run
 from finetune.runfile.presets import list_presets, load_preset
 from finetune.train import job
-from finetune.train.export_peft import DEVICE_WORDS, DEVICES, to_peft
+from finetune.train.export_peft import DEVICE_WORDS, DEVICES, lora_kwargs, to_peft
 from finetune.train.methods import METHODS
 from finetune.train.trainer_args import config_args
 
@@ -133,3 +133,13 @@ def test_float16_weights_never_train_in_bfloat16():
     run = RunConfig.from_dict({"model": {"dtype": "float16"}})
     kwargs = config_args(run, DEVICES["cuda-bf16"]).kwargs
     assert (kwargs["fp16"], kwargs["bf16"]) == (True, False)
+
+
+def test_every_non_default_lora_setting_reaches_the_script_as_the_job_builds_it():
+    run = RunConfig.from_dict({"lora": {"r": 8, "use_dora": True, "bias": "lora_only", "layers_to_transform": [0],
+                                        "target_modules": ["v_proj", "q_proj"], "rank_pattern": {"q_proj": 4}}})
+    script = to_peft(run, DEVICES["cpu"])
+    for text in ("use_dora=True", "bias='lora_only'", "layers_to_transform=[0]",
+                 "target_modules=['q_proj', 'v_proj']", "rank_pattern={'q_proj': 4}"):
+        assert text in script
+    assert peft.LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(run)) == lora_config(run.lora)
