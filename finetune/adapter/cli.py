@@ -18,15 +18,12 @@ from finetune.runfile import field_help
 
 
 def cmd_generate(args) -> int:
-    from finetune.adapter.generate import BASE, GenSettings, answer, load
+    from finetune.adapter.generate import BASE, GenSettings, answer, check_prompt, load
     from finetune.adapter.source import find_adapter
 
     settings = GenSettings.checked(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                    top_p=args.top_p)
-    if not args.prompt.strip():
-        from finetune.errors import RunFileError
-
-        raise RunFileError("--prompt: must be some text, got nothing")
+    check_prompt(args.prompt)   # before the model loads
     source = find_adapter(args.run_folder)
     answers = answer(load(source), args.prompt, settings, compare=args.compare)
     if args.json:

@@ -18,6 +18,13 @@ DEFAULT_FROM_EVAL = 3        # prompts taken from the evaluation split when none
 EVAL_METRICS = ("loss", "mean_token_accuracy", "entropy")
 
 
+def has_text(prompt) -> bool:
+    """Whether a prompt is some text: a string with more than whitespace in it. The one rule for every
+    prompt: samples.prompts here, and the Playground, /generate and `finetune generate` (adapter/generate.py's
+    check_prompt)."""
+    return isinstance(prompt, str) and bool(prompt.strip())
+
+
 class Prompts:
     """A list of 0 to MAX_PROMPTS non-empty prompts of at most MAX_PROMPT_CHARS characters each."""
 
@@ -25,7 +32,7 @@ class Prompts:
         if not isinstance(value, list) or len(value) > MAX_PROMPTS:
             raise Invalid(f"must be a list of at most {MAX_PROMPTS} prompts, got {show(value)}")
         for i, prompt in enumerate(value):
-            if not isinstance(prompt, str) or not prompt.strip():
+            if not has_text(prompt):
                 raise Invalid(f"prompt {i + 1} must be some text, got {show(prompt)}")
             if len(prompt) > MAX_PROMPT_CHARS:
                 raise Invalid(f"prompt {i + 1} has {len(prompt):,} characters; at most {MAX_PROMPT_CHARS:,}")

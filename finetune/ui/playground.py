@@ -165,8 +165,6 @@ def wire_playground(ui, jobs, playground) -> None:
     def on_generate(run_id, prompt, compare, max_new_tokens, temperature, top_p,
                     profile: gr.OAuthProfile | None = None):
         require(profile, "try runs in the Playground")   # it spends the GPU, like a launch
-        if not (prompt or "").strip():
-            raise user_error("type a prompt first")
         checked_prompt(prompt)
         source = checked_source(jobs, run_id)
         settings = settings_of(max_new_tokens, temperature, top_p)
