@@ -75,9 +75,9 @@ def _header(run: RunConfig, device: Device, chosen: bool, notes: list[str]) -> l
         lines.append(f"# One process: finetune train launches training.devices={run.training.devices} itself "
                      "(`finetune export --to accelerate` writes that launch).")
     if run.method.name == "sft" and run.data.format != "prompt_completion":
-        lines.append(f"# data.format {run.data.format}: finetune train first converts alpaca and text rows to "
-                     "TRL's columns, and trains on chat data's assistant replies only (assistant_only_loss=True "
-                     "where the chat template marks them, else on each conversation's last reply).")
+        lines += [f"# data.format {run.data.format}: finetune train first converts alpaca and text rows to TRL's "
+                  "columns, and trains on chat data's", "# assistant replies only (assistant_only_loss=True where "
+                  "the chat template marks them, else on each conversation's last reply)."]
     return lines + [f"# {note}" for note in notes]
 
 
