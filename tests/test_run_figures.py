@@ -1,11 +1,12 @@
 """A run's figures (last loss, best eval loss, tokens/s) have one definition, finetune/jobs/history.figures,
-shown by the runs table (history.summary), JobManager.list_runs and status (jobs/report.py) and a sweep's
-ranking (jobs/ranking.py). They used to differ: list_runs's loss was the last record in the file, the
-table's the curve's last step; status's tokens/s was the last logged value, the table's the upper of the
-two middle values, the ranking's the median."""
+shown by the runs table (history.summary), JobManager.list_runs and status (jobs/report.py), a sweep's
+ranking (jobs/ranking.py) and the model card (adapter/card.py). They used to differ: list_runs's and the
+card's loss was the last record in the file, the table's the curve's last step; status's tokens/s was the
+last logged value, the table's the upper of the two middle values, the ranking's the median."""
 
 import math
 
+from finetune.adapter.card import losses
 from finetune.jobs import history, report
 from finetune.jobs.ranking import summarise
 from finetune.train.runfolder import RunFolder
@@ -42,3 +43,5 @@ def test_every_list_of_runs_shows_the_same_figures(tmp_path):
     assert table["last_loss"] == listed["loss"] == ranked["final_loss"] == 1.25
     assert table["best_eval_loss"] == ranked["best_eval_loss"] == 2.25
     assert table["tokens_per_second"] == status["tokens_per_second"] == ranked["tokens_per_second"] == 250.0
+    card = losses(folder.read_metrics())   # the model card pushed to the Hub
+    assert card["final"] == (6, 1.25) and card["eval_final"] == (4, 2.25)

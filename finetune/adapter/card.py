@@ -53,9 +53,12 @@ def parameter_count(source: AdapterSource) -> tuple[int, int] | None:
 
 
 def losses(metrics: list[dict]) -> dict:
-    """The curve's summary: final and best training loss (with their steps), last evaluation loss."""
-    train = [(m["step"], m["loss"]) for m in metrics if "loss" in m and "step" in m]
-    evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m and "step" in m]
+    """The curve's summary: final and best training loss (with their steps), last evaluation loss. The curves
+    are the page's own (finetune/jobs/history.curves), so the card's final loss is the one the runs table shows."""
+    from finetune.jobs.history import curves
+
+    points = curves(metrics)
+    train, evals = points["train"], points["eval"]
     out: dict[str, Any] = {"train": train, "eval": evals}   # point lists, and (step, loss) points
     if train:
         out["final"] = train[-1]
