@@ -174,7 +174,7 @@ def start_rank() -> None:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        cuda = torch.cuda.is_available()
+        cuda = gpu_count() > 0
         if cuda:
             torch.cuda.set_device(local_rank())
         # accelerate finds the group made and uses it (it only initialises one when there is none).

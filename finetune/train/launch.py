@@ -23,7 +23,7 @@ import sys
 import time
 
 from finetune.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, RunFileError
-from finetune.model.machine import cpu_count
+from finetune.model.machine import cpu_count, gpu_count
 from finetune.train import distributed
 
 SHUTDOWN_TIMEOUT_S = 60  # after a cancel, how long ranks get to finish the step and save before SIGKILL
@@ -77,7 +77,7 @@ def launch(run, run_path: str, resume: bool, n: int, stopper) -> int:
 
     folder = RunFolder(run.training.output_dir)
     strategy = run.training.strategy
-    print(f"launch: {n} processes ({strategy}, {'gpu' if torch_cuda() else 'cpu, gloo'}): "
+    print(f"launch: {n} processes ({strategy}, {'gpu' if gpu_count() else 'cpu, gloo'}): "
           f"{' '.join(command(n, run_path, resume))}", flush=True)
     # The agent logs each signal and failure (with tracebacks) on loggers of its own, each with its own level;
     # the outcome is reported below, once.
@@ -105,12 +105,6 @@ def launch(run, run_path: str, resume: bool, n: int, stopper) -> int:
     finally:
         os.environ.pop(distributed.LAUNCHER_ENV, None)
     return settle(folder, {}, None)
-
-
-def torch_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def settle(folder, failures: dict | None, signalled: str | None) -> int:
