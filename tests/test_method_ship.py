@@ -95,3 +95,5 @@ def test_push_sends_a_card_that_names_the_method_and_its_settings(run, fake_api,
     card = ModelCard(text)   # the Hub's own parser reads its metadata
     assert name in card.data.tags and card.data.library_name == ("transformers" if merged else "peft")
     assert f"| Method | {METHOD_CELLS[name]} |" in text, text
+    limit = "prompts of up to 64 tokens" if name == "grpo" else "up to 64 tokens per example"   # GRPO's: whole
+    assert f"| Dataset | the built-in demo dataset of LoRA Launchpad, format `auto`, {limit} |" in text, text

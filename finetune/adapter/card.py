@@ -109,6 +109,8 @@ def describe_data(source: AdapterSource) -> str:
         what = f"[{data.path}](https://huggingface.co/datasets/{data.path})" + (f" ({data.name})" if data.name else "")
     else:
         what = f"a local file (`{Path(data.path).name}`)"
+    if source.run.method.name == "grpo":   # its examples are prompts, kept whole (train/methods.py)
+        return f"{what}, format `{data.format}`, prompts of up to {data.max_length} tokens"
     return f"{what}, format `{data.format}`, up to {data.max_length} tokens per example"
 
 

@@ -79,6 +79,33 @@ def method_args(plan: Plan) -> dict:
     return kwargs
 
 
+def prompt_lengths(prompts: list, tokenizer) -> list[int]:
+    """Each prompt's tokens as trl.GRPOTrainer tokenizes it: a conversation under the chat template with the
+    assistant's turn opened, plain text with the tokenizer's special tokens."""
+    prompts = list(prompts)   # a datasets Column reads as a list
+    if prompts and isinstance(prompts[0], list):
+        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [len(ids) for ids in tokenizer(prompts)["input_ids"]]
+
+
+def long_prompts(plan: Plan) -> list[str]:
+    """GRPO's prompts checked against data.max_length. TRL 1.16's GRPOConfig has no max_prompt_length and
+    GRPOTrainer generates from whole prompts, so the limit cannot be handed to TRL; the memory estimate takes it
+    as GRPO's longest prompt (model/passes.py), so a longer one is refused here rather than silently exceeding
+    it. Checked as the trainer is built, before any answer is generated; every prompt is counted, as tokenizing
+    one costs far less than the num_generations answers GRPO makes from it."""
+    limit = plan.run.data.max_length
+    lengths = [n for rows in (plan.examples.train, plan.examples.eval) if rows is not None
+               for n in prompt_lengths(rows["prompt"], plan.tokenizer)]
+    over = [n for n in lengths if n > limit]
+    if not over:
+        return []
+    return [f"data.max_length: {len(over)} of {len(lengths)} prompts are longer than {limit} tokens (the longest "
+            f"has {max(over)}), and GRPO generates from whole prompts (TRL does not truncate them): raise "
+            f"data.max_length to {max(over)} or shorten those prompts"]
+
+
 def trainer_config(plan: Plan):
     """The run file mapped onto the method's TRL config; training_extra (further keys) goes last and wins."""
     import torch
@@ -144,6 +171,8 @@ def build_trainer(plan: Plan, model, callbacks: list):
 
     run = plan.run
     method = METHODS[run.method.name]
+    if method.name == "grpo" and (problems := long_prompts(plan)):
+        raise RunFileError(problems)
     kwargs = dict(model=model, args=plan.args, train_dataset=plan.examples.train, eval_dataset=plan.examples.eval,
                   processing_class=plan.tokenizer, peft_config=lora_config(run.lora), callbacks=callbacks)
     if method.name == "grpo":
