@@ -13,14 +13,18 @@ import dataclasses
 from pathlib import Path
 
 from finetune.errors import RunFileError
-from finetune.runfile import ALL_LINEAR, DEMO, SECTIONS, axolotl
+from finetune.runfile import ALL_LINEAR, DEMO, SECTIONS, axolotl, axolotl_import
 from finetune.runfile.data_formats import FORMATS
-from finetune.runfile.method import DATA_FORMATS, NAMES
+from finetune.runfile.method import NAMES
 from finetune.runfile.validators import show
 
 # Axolotl keys that belong to the composed fields (read by code below), and keys with nothing to carry.
 AXOLOTL_COMPOSED = {"base_model", "adapter", "load_in_4bit", "load_in_8bit", "lora_target_linear",
-                    "lora_target_modules", "datasets", "warmup_ratio", "rl", "rl_beta", "trl"}
+                    "lora_target_modules", "datasets", "warmup_ratio", "rl", "rl_beta", "orpo_alpha", "trl",
+                    *axolotl_import.KEYS}
+# Types Axolotl documents beside the ones the export writes (data_formats.FORMATS), read as the same format:
+# ORPO's only preference type, chosen/rejected as chat turns (which the preference format reads).
+AXOLOTL_TYPES = {"chat_template.argilla": "preference"}
 # Axolotl settings whose value is what a run does anyway: nothing to carry, nothing to say.
 AXOLOTL_AS_OURS = {"train_on_inputs": False, "strict": False, "tokenizer_type": "AutoTokenizer",
                    "group_by_length": False, "ds_type": "json",
@@ -160,8 +164,10 @@ def from_axolotl(raw: dict) -> tuple[dict, list[str]]:
                          "linear layer")
     elif raw.get("lora_target_modules") is not None:
         put("lora.target_modules", raw["lora_target_modules"])
-    _axolotl_method(raw, run, notes)   # first: the method says which format the data's type stands for
+    _axolotl_method(raw, run, notes)
     _axolotl_data(raw.get("datasets"), run, notes, DATA_FILE)
+    notes += axolotl_import.strategy(raw, run) + axolotl_import.trust_remote_code(raw, run)
+    notes += axolotl_import.attention(raw)
     if "warmup_ratio" in raw:
         put("training.warmup_steps", raw["warmup_ratio"])
     for key, value in raw.items():
@@ -179,19 +185,27 @@ def from_axolotl(raw: dict) -> tuple[dict, list[str]]:
 
 
 def _axolotl_method(raw: dict, run: dict, notes: list[str]) -> None:
-    """Axolotl's `rl:` (dpo | kto | orpo | grpo) as method.name, rl_beta and GRPO's `trl:` settings with it."""
+    """Axolotl's `rl:` (dpo | kto | orpo | grpo) as method.name, its beta taken as Axolotl takes it (trl.beta,
+    else rl_beta, else ORPO's orpo_alpha), and GRPO's `trl:` settings."""
     rl = raw.get("rl")
-    if rl is None:
-        return
-    if rl not in NAMES:
+    if rl is not None and rl not in NAMES:
         notes.append(f"rl: {show(rl)} is not carried over (methods: {', '.join(NAMES[1:])}); imported as sft")
+    trl = raw["trl"] if isinstance(raw.get("trl"), dict) else {}
+    if rl not in NAMES:
+        notes += [f"{key}: not carried over (a setting of the rl methods, and this config trains with sft)"
+                  for key in ("rl_beta", "orpo_alpha", "trl") if raw.get(key) not in (None, {})]
         return
     run["method"]["name"] = rl
-    if raw.get("rl_beta") is not None:
-        run["method"]["beta"] = raw["rl_beta"]
-    trl = raw["trl"] if isinstance(raw.get("trl"), dict) else {}
+    beta = raw.get("rl_beta")
+    if raw.get("orpo_alpha") is not None:
+        if rl == "orpo" and beta is None:
+            beta = raw["orpo_alpha"]
+        else:
+            notes.append("orpo_alpha: not carried over (ORPO's beta when rl_beta is not set)")
+    if beta is not None:
+        run["method"]["beta"] = beta
     for key, value in trl.items():
-        if key in axolotl.TRL_GRPO and rl == "grpo":
+        if key == "beta" or (key in axolotl.TRL_GRPO and rl == "grpo"):
             run["method"][key] = value
         elif value is not None:
             notes.append(f"trl.{key}: not carried over (no run-file setting for it; rewards go in method.rewards)")
@@ -208,18 +222,17 @@ def _axolotl_data(datasets, run: dict, notes: list[str], demo_file) -> None:
         run["data"]["path"] = _builtin(first.pop("path"), demo_file)
     kind = first.pop("type", None)
     if kind is not None:
-        # The export writes `auto` as the method's first format (Axolotl needs a type up front: chat_template
-        # for SFT, the preference fields for DPO, ...), and auto reads such data as that format: reading it
-        # back as auto keeps a round trip exact and changes no outcome.
-        method = run.get("method", {}).get("name", "sft")
-        usual = next(f for f in FORMATS if f.name == DATA_FORMATS.get(method, DATA_FORMATS["sft"])[0]).axolotl
-        found = "auto" if kind == usual else next((f.name for f in FORMATS if f.axolotl == kind), None)
+        # Axolotl has no `auto`: the type names the format (the export writes auto as the method's first).
+        found = AXOLOTL_TYPES.get(kind) if isinstance(kind, str) else None
+        found = found or next((f.name for f in FORMATS if f.axolotl == kind), None)
         if found is None:
             notes.append(f"datasets[0].type: {show(kind)} is not carried over (known: "
                          f"{', '.join(str(f.axolotl) for f in FORMATS if isinstance(f.axolotl, str))}); "
                          "data.format left to auto")
-        elif found != "auto":
+        else:
             run["data"]["format"] = found
+        if found == "chat":
+            notes += axolotl_import.chat_fields(first)
     for name in ("name", "split"):
         if name in first:
             run["data"][name] = first.pop(name)

@@ -29,7 +29,9 @@ PLAUSIBLE = {
     # the composed keys
     "base_model": "x/y", "adapter": "qlora", "load_in_4bit": True, "load_in_8bit": True, "lora_target_linear": True,
     "lora_target_modules": ["q_proj", "v_proj"], "datasets": [{"path": "x/y", "type": "alpaca"}],
-    "warmup_ratio": 0.1,
+    "warmup_ratio": 0.1, "orpo_alpha": 0.1, "deepspeed": "deepspeed_configs/zero2.json", "fsdp": ["full_shard"],
+    "fsdp_config": {"fsdp_offload_params": False}, "fsdp_version": 2, "flash_attention": True,
+    "xformers_attention": True, "flex_attention": True, "sdp_attention": True, "eager_attention": True,
     # what a run does anyway, set otherwise
     "train_on_inputs": True, "strict": True, "tokenizer_type": "LlamaTokenizer", "group_by_length": True,
     "ds_type": "csv", "bf16": True,
