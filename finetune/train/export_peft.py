@@ -15,7 +15,7 @@ import inspect
 from finetune.demo import resolve_data, resolve_model
 from finetune.model.dtypes import CPU, Device, resolve_dtype, this_device
 from finetune.runfile import RunConfig, dump_yaml
-from finetune.runfile.parallel import wants_group
+from finetune.runfile.parallel import AUTO, wants_group
 from finetune.train.methods import METHODS
 from finetune.train.trainer_args import config_args
 
@@ -72,8 +72,9 @@ def _header(run: RunConfig, device: Device, chosen: bool, notes: list[str]) -> l
     lines = ["# Exported by LoRA Launchpad: the same run with PEFT and TRL directly.",
              f"# Device assumed: {DEVICE_WORDS.get(device, device)}, {where}: weights in {dtype}."]
     if wants_group(run.training):
-        lines.append(f"# One process: finetune train launches training.devices={run.training.devices} itself "
-                     "(`finetune export --to accelerate` writes that launch).")
+        n = run.training.devices
+        lines.append(f"# One process here: finetune train starts {'one per GPU' if n == AUTO else n} for this run "
+                     "itself (`finetune export --to accelerate` writes that launch).")
     if run.method.name == "sft" and run.data.format != "prompt_completion":
         lines += [f"# data.format {run.data.format}: finetune train first converts alpaca and text rows to TRL's "
                   "columns, and trains on chat data's", "# assistant replies only (assistant_only_loss=True where "
