@@ -4,7 +4,8 @@
 
 Each importer returns (a partial run file as a dict, notes): the notes say, one line per key, what could not
 be carried over, so nothing is dropped silently. The Axolotl names come from the one table the export also
-reads (finetune/runfile/axolotl.py), so exporting a run and importing it back gives the same run.
+reads (finetune/runfile/axolotl.py), so exporting a run and importing it back gives the same run, its data
+format named (Axolotl has no `auto`); settings Axolotl shapes otherwise are read by axolotl_import.py.
 """
 
 from __future__ import annotations
