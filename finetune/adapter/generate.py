@@ -76,10 +76,9 @@ def load(source: AdapterSource) -> Loaded:
     """The run's base model (quantized as it trained, on the GPU when there is one) with the adapter on it."""
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from finetune.demo import resolve_model
-    from finetune.model.loading import load_tokenizer, quantization_config, quiet_libraries, weights_dtype
+    from finetune.model.loading import load_base, load_tokenizer, quiet_libraries
 
     quiet_libraries()
     started = time.perf_counter()
@@ -90,19 +89,9 @@ def load(source: AdapterSource) -> Loaded:
     else:
         tokenizer = load_tokenizer(model_cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = weights_dtype(model_cfg)
-    quant = quantization_config(model_cfg, dtype)
-    kwargs = {"device_map": {"": 0}} if quant is not None and device == "cuda" else {}
-    try:
-        base = AutoModelForCausalLM.from_pretrained(
-            resolve_model(model_cfg.name_or_path), dtype=dtype, quantization_config=quant,
-            revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
-    except OSError as exc:   # offline, gone, gated: one line, not a traceback
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RunFileError(f'model.name_or_path: "{model_cfg.name_or_path}": cannot load it: {first[:300]}') from None
-    if quant is None:
-        # transformers wraps PreTrainedModel.to in functools.wraps, which typeshed types as an unbound function
-        base.to(device)  # type: ignore[arg-type]
+    base = load_base(model_cfg)   # a quantized one is placed on the GPU as it loads
+    if model_cfg.quantization == "none":
+        base.to(device)
     if device == "cpu":
         # A small model's matrices are too small to split between threads: on 2 busy cores the demo model
         # took 140 ms a token with 2 threads and 28 ms with 1. About one thread per 25M parameters.

@@ -53,10 +53,9 @@ def merge_run(run_dir, out_dir, overwrite: bool = False, source: AdapterSource |
     out_dir; returns {"out_dir", "dtype", "note", "adapter", "seconds"}."""
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from finetune.demo import resolve_model
-    from finetune.model.loading import load_tokenizer, quiet_libraries
+    from finetune.model.loading import load_base, load_tokenizer, quiet_libraries
 
     source = source or find_adapter(run_dir)
     out = Path(out_dir)
@@ -68,13 +67,7 @@ def merge_run(run_dir, out_dir, overwrite: bool = False, source: AdapterSource |
     started = time.perf_counter()
     model = source.run.model
     dtype, note = merge_dtype(source)
-    try:
-        base = AutoModelForCausalLM.from_pretrained(
-            resolve_model(model.name_or_path), dtype=getattr(torch, dtype), revision=model.revision,
-            trust_remote_code=model.trust_remote_code, device_map={"": "cpu"})
-    except OSError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RunFileError(f'model.name_or_path: "{model.name_or_path}": cannot load it: {first[:300]}') from None
+    base = load_base(model, dtype=getattr(torch, dtype), quantized=False, device_map={"": "cpu"})
     merged = PeftModel.from_pretrained(base, str(source.adapter_dir)).merge_and_unload()
     if (source.adapter_dir / "tokenizer_config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(source.adapter_dir)
