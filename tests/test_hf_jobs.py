@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -59,9 +58,12 @@ def remote_run(out: Path, extra: str = ""):
     return parse_run(f"training: {{output_dir: {out}, max_steps: 2}}\n{extra}{HF}")
 
 
+@pytest.fixture(autouse=True)
+def launcher_token(monkeypatch):
+    monkeypatch.setenv(remote.TOKEN_ENV, TOKEN)   # as the job manager hands it to a follower
+
+
 def follow(service, out: Path, resume: bool = False, extra: str = "") -> int:
-    RunFolder(out).path.mkdir(parents=True, exist_ok=True)
-    remote.write_token(RunFolder(out), TOKEN)
     return remote.main(remote_run(out, extra), resume=resume, api=FakeApi(service.url, service.root), poll=0.05)
 
 
@@ -138,7 +140,6 @@ def test_the_job_log_becomes_the_local_run_folder(service, tmp_path, capsys):
     assert [s["answer"] for s in folder.read_samples()] == ["a"]
     printed = capsys.readouterr().out   # the follower's output is train.log under the job manager
     assert "installing the requirements" in printed and "@finetune" not in printed
-    assert not (out / remote.TOKEN_FILE).exists(), "the launcher's token is deleted when the run ends"
     posted = [path for method, path in service.requests if method == "POST"]
     assert posted == ["/api/jobs/alice"]
 
@@ -207,11 +208,26 @@ def test_resume_starts_a_new_job_on_the_same_bucket_folder(service, tmp_path):
     assert service.jobs[second["id"]].spec["command"][-1].endswith("--resume")
 
 
-def test_on_a_space_a_run_needs_the_launchers_token(tmp_path, monkeypatch):
+def test_on_a_space_a_run_needs_the_launchers_token(service, tmp_path, monkeypatch):
     monkeypatch.setenv("SPACE_ID", "someone/launchpad")
-    monkeypatch.setenv("HF_TOKEN", "hf_the_spaces_own_token")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)   # the Space's own token: never used for someone's job
+    monkeypatch.delenv(remote.TOKEN_ENV)
     with pytest.raises(RunFileError, match="the launching user's own token"):
-        remote.read_token(RunFolder(tmp_path))
+        follow(service, tmp_path / "run")
+    assert service.requests == []
+
+
+def test_a_run_that_cannot_be_followed_again_says_where_its_job_is(service, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert follow(service, out) == 0
+    folder = RunFolder(out)
+    job = folder.read_status()["hf_job"]
+    folder.write_status(state="running", hf_job={**job, "stage": None})   # the Space restarted mid-run
+    monkeypatch.setenv("SPACE_ID", "someone/launchpad")
+    monkeypatch.delenv(remote.TOKEN_ENV)
+    assert follow(service, out) == 1
+    status = folder.read_status()
+    assert status["state"] == "failed" and job["url"] in status["error"] and job["volume"] in status["error"]
 
 
 # ----- under the job manager -----
@@ -229,11 +245,10 @@ def manager(service, tmp_path, monkeypatch):
 def test_the_manager_runs_a_remote_run_at_once_with_the_launchers_token(manager, service):
     assert manager.lease_slot("busy") is not None   # the one local slot is taken: a remote run needs none
     run_id = manager.submit(remote_run(Path("ignored")).to_yaml(), token=TOKEN)
-    token = Path(manager.runs_dir / run_id / remote.TOKEN_FILE)
-    assert stat.S_IMODE(token.stat().st_mode) == 0o600
     status = manager.wait(run_id, timeout=60)
     assert status["state"] == "completed" and status["losses"] == [[1, 2.5], [2, 2.0]]
-    assert not token.exists()
+    on_disk = [p for p in manager.runs_dir.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert on_disk == [], "the launcher's token is kept in memory only"
 
 
 def test_the_manager_re_attaches_when_the_follower_dies(manager, service):
@@ -255,8 +270,6 @@ def test_a_demo_run_trains_through_the_jobs_service_and_its_adapter_comes_back(t
     server = FakeJobs(tmp_path / "hub", {"kind": "train"})
     try:
         out = tmp_path / "run"
-        RunFolder(out).path.mkdir(parents=True)
-        remote.write_token(RunFolder(out), TOKEN)
         run = parse_run(f"training: {{output_dir: {out}, max_steps: 2, save_steps: 1}}\n{HF}")
         assert remote.main(run, api=FakeApi(server.url, server.root), poll=0.1) == 0
         folder = RunFolder(out)
@@ -267,10 +280,9 @@ def test_a_demo_run_trains_through_the_jobs_service_and_its_adapter_comes_back(t
         server.close()
 
 
-def test_a_refused_submission_is_one_line_not_a_traceback(service, tmp_path, capsys):
+def test_a_refused_submission_is_one_line_not_a_traceback(service, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    RunFolder(out).path.mkdir(parents=True)
-    remote.write_token(RunFolder(out), "hf_not_a_valid_token")
+    monkeypatch.setenv(remote.TOKEN_ENV, "hf_not_a_valid_token")
     assert remote.main(remote_run(out), api=FakeApi(service.url, service.root), poll=0.05) == 1
     error = RunFolder(out).read_status()["error"]
     assert error.startswith("Hugging Face did not start the job: ") and "\n" not in error

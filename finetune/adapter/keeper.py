@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def launch_problem(run, token: str | None, env=None) -> str | None:
-    """Why this launch cannot push when done, or None: on a Space it needs the launcher's own sign-in."""
+    """Why this launch cannot push when done, or None: on a Space it needs the launcher's own sign-in. A run on
+    Hugging Face Jobs needs it in any case: the job runs in the launcher's account (and pushes by itself)."""
+    if run.runner.remote and on_space(env) and not token:
+        return ("runner: hf_jobs: a job on Hugging Face's machines runs (and bills) in your own account, with your "
+                "own sign-in; sign in with Hugging Face on this Space first")
     if run.hub.repo_id and on_space(env) and not token:
         return (f"hub.repo_id: pushing {run.hub.repo_id} when the run is done needs your own Hugging Face sign-in "
                 "on this Space; sign in, or leave hub.repo_id empty and push from the Playground later")
@@ -58,8 +62,8 @@ class Keeper:
 
     def remember(self, run_id: str, run, token: str | None) -> None:
         """After a launch: keep the launcher's token until the run ends (on a Space, when it asks to push)."""
-        if not (run.hub.repo_id and on_space(self.env) and token):
-            return
+        if run.runner.remote or not (run.hub.repo_id and on_space(self.env) and token):
+            return   # a job on Hugging Face pushes by itself, with the token it was sent
         with self._lock:
             self._pending[run_id] = (token, run.hub)
         write_push(self.jobs.runs_dir / run_id, repo_id=run.hub.repo_id, state="waiting", url=None, error=None)

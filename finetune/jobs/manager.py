@@ -103,6 +103,7 @@ class JobManager:
         self._leases: dict[str, int] = {}  # slots lent to work that is not a run (lease_slot)
         self._settled: set[str] = set()  # folders seen in a final state: the runner's scan skips them
         self._trouble: dict[str, str] = {}  # run id -> what went wrong with its folder, logged once
+        self._tokens: dict[str, str] = {}   # run id -> the launcher's token, for a run on Hugging Face Jobs
         self._lock = threading.RLock()
         self._runner = RunnerLock(self.runs_dir)   # held while this manager is the one starting jobs
         self._stop = threading.Event()
@@ -148,7 +149,7 @@ class JobManager:
                                 devices=run.training.devices, origin=origin,
                                 runner=remote.RUNNER if run.runner.remote else None)
             if run.runner.remote and token:
-                remote.write_token(folder, token)
+                self._tokens[folder.path.name] = token   # in memory only: its follower's environment
         self.poll()
         return folder.path.name
 
@@ -253,6 +254,7 @@ class JobManager:
                 status = RunFolder(path).read_status()
                 if status.get("state") in FINAL_STATES:
                     self._settled.add(path.name)
+                    self._tokens.pop(path.name, None)
                 elif status.get("state") == "running":  # a job of a manager gone before us
                     self._for(path.name, "re-attaching to its job", self._adopt, RunFolder(path), status)
                 elif status.get("state") == "queued":
@@ -351,12 +353,16 @@ class JobManager:
         gpu = ",".join(self._gpus[s % len(self._gpus)] for s in slots) if self._gpus else None
         resume = ["--resume"] if folder.read_status().get("resume") else []   # queued by resume()
         argv, env = [*self.command, str(folder.run_yaml), *resume], job_env(gpu)
+        if token := self._tokens.get(folder.path.name):
+            env[remote.TOKEN_ENV] = token
         proc = None
         # Written before the job starts: a warm job (finetune/jobs/warm.py) writes its own status at once,
         # and its state must not be overwritten by this one.
         folder.write_status(state="running", slot=slot, slots=list(slots), gpu=gpu, started_at=time.time())
         try:
-            pid = self._warm.spawn(argv, folder.log_file, self.cwd, env) if self._warm else None
+            # A follower of a remote job (no training libraries to import) starts cold.
+            warm = self._warm if folder.read_status().get("runner") != remote.RUNNER else None
+            pid = warm.spawn(argv, folder.log_file, self.cwd, env) if warm else None
             if pid is None:
                 proc = spawn(argv, folder.log_file, cwd=self.cwd, env=env)
                 pid = proc.pid

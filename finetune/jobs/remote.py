@@ -8,9 +8,10 @@ the adapter it saved (completed, or the last save of a cancelled run) is copied 
 Playground, downloads and merge work as for a local run. What it needs to find the job again (its id,
 namespace, bucket folder, the log lines already copied) is in status.json's `hf_job`.
 
-Whose token: on a Space, the signed-in user's, which the app leaves in the run folder as `.hf_token` (mode
-0600; the runs folder is never served, finetune/ui/downloads.py) and this process deletes when the run ends;
-never the Space's own HF_TOKEN. Elsewhere, that file or the local login (`hf auth login`, HF_TOKEN).
+Whose token: on a Space, the signed-in launcher's, which the job manager keeps in memory and hands this
+process in its environment (TOKEN_ENV), never on disk, never the Space's own HF_TOKEN; elsewhere that, or the
+local login (`hf auth login`, HF_TOKEN). So on a Space, after the app and this process have both gone (a
+restart of the Space), the run cannot be followed again: its status says where the job and its files are.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from finetune.space import on_space
 from finetune.train.runfolder import RunFolder
 
 RUNNER = "hf_jobs"   # status.json's `runner` of a run whose job is on Hugging Face
-TOKEN_FILE = ".hf_token"
+TOKEN_ENV = "FINETUNE_HF_TOKEN"
 REATTACH_TRIES = 3   # a follower that keeps dying is not restarted for ever
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 SAVE_EVERY = 2.0   # seconds between records of how many log lines are copied (what a re-attach skips)
@@ -48,21 +49,13 @@ def reattach(status: dict) -> int | None:
     return tries + 1 if tries < REATTACH_TRIES else None
 
 
-def write_token(folder: RunFolder, token: str) -> None:
-    """Leave the launcher's token for this run's follower, readable by this user only."""
-    folder.path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder.path / TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
-
-
-def read_token(folder: RunFolder) -> str:
-    path = folder.path / TOKEN_FILE
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip()
+def read_token() -> str:
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
     if on_space():
         raise RunFileError("runner: hf_jobs: a job on Hugging Face's machines runs with the launching user's own "
-                           "token, and this run has none; sign in and launch it again")
+                           "token, and this app no longer holds it (it is kept in memory only); sign in and "
+                           "launch (or resume) the run again")
     from huggingface_hub import get_token
 
     token = get_token()
@@ -76,7 +69,7 @@ class Follower:
     def __init__(self, run: RunConfig, api, *, poll: float = 5.0):
         self.run, self.api, self.poll = run, api, poll
         self.folder = RunFolder(run.training.output_dir)
-        self.token = read_token(self.folder)
+        self.token = ""
         self.job: dict = {}
         self.cancel_requested = False
 
@@ -91,6 +84,16 @@ class Follower:
     def _main(self, resume: bool) -> int:
         status = self.folder.read_status()
         known = status.get("hf_job")
+        try:
+            self.token = read_token()
+        except RunFileError as exc:
+            if not (isinstance(known, dict) and known.get("id")):
+                raise
+            where = known.get("url") or known["id"]   # a job to re-attach to, and no token to do it with
+            self.folder.write_status(state="failed", finished_at=time.time(), error=(
+                f"{exc.problems[0]}. The job itself may still run: {where}; its checkpoints and adapter are in the "
+                f"bucket folder {hf_jobs.run_folder_name(known.get('volume', ''))} of your {hf_jobs.BUCKET} bucket"))
+            return 1
         self.folder.write_status(state="running", pid=os.getpid(), pid_started=started_at(os.getpid()),
                                  runner=RUNNER, error=None)
         if isinstance(known, dict) and known.get("id") and not resume and known.get("stage") not in TERMINAL:
@@ -186,7 +189,6 @@ class Follower:
                       f"folder {hf_jobs.run_folder_name(self.job['volume'])} of {self.job['namespace']}/"
                       f"{hf_jobs.BUCKET}", flush=True)
         self.folder.write_status(state=state, error=error, finished_at=time.time(), hf_job=self.job or None)
-        (self.folder.path / TOKEN_FILE).unlink(missing_ok=True)
         print(f"{state}: {error}" if error else f"{state}: the Hugging Face job ended ({stage})", flush=True)
         return 0 if state in ("completed", "cancelled") else 1
 
