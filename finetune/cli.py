@@ -10,9 +10,7 @@ import argparse
 import json
 import sys
 
-from finetune.errors import RunFileError
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+from finetune.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, RunFileError
 
 
 class Parser(argparse.ArgumentParser):
@@ -126,6 +124,11 @@ def cmd_export(args) -> int:
         print(to_accelerate(run, args.run, args.num_machines, args.machine_rank, args.main_process_ip,
                             args.main_process_port), end="")
         return EXIT_OK
+    if args.to == "peft":  # the job's own arguments, for a device (finetune/train/export_peft.py)
+        from finetune.train.export_peft import DEVICES, to_peft
+
+        print(to_peft(run, DEVICES.get(args.device)), end="")
+        return EXIT_OK
     print(export(run, args.to), end="")
     return EXIT_OK
 
@@ -171,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--to", choices=["peft", "axolotl", "accelerate"], required=True,
                    help="accelerate: the config file and launch commands for several machines")
+    p.add_argument("--device", choices=["cuda-bf16", "cuda-fp16", "cpu"], default=None,
+                   help="with --to peft: the device the script is for (default: this machine's); cuda-fp16 for "
+                   "GPUs without bfloat16 (T4, V100)")
     p.add_argument("--num_machines", "--num-machines", type=int, default=1, metavar="M",
                    help="with --to accelerate: machines, each with training.devices GPUs")
     p.add_argument("--machine_rank", "--machine-rank", type=int, default=0, help="with --to accelerate")

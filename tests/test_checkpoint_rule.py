@@ -66,3 +66,22 @@ def test_a_state_file_is_judged_again_once_its_save_finishes(tmp_path):
     assert not checkpoints.is_complete(path) and not checkpoints.resumable(tmp_path)
     (path / "trainer_state.json").write_text(json.dumps({"global_step": 6, "log_history": []}))
     assert checkpoints.is_complete(path) and checkpoints.resumable(tmp_path)
+def test_the_manager_resumes_only_what_the_job_resumes(tmp_path):
+    import pytest
+
+    from finetune.errors import RunFileError
+    from finetune.jobs import JobManager
+
+    manager = JobManager(tmp_path / "runs", slots=1)
+    try:
+        for name, made in (("20260101-000000-cut", "checkpoint-4"), ("20260101-000001-odd", "checkpoint-abc")):
+            folder = RunFolder(tmp_path / "runs" / name)
+            folder.path.mkdir(parents=True)
+            folder.run_yaml.write_text("model: {name_or_path: demo}\n")
+            folder.write_status(state="cancelled", step=4)
+            checkpoint(folder.path, made, complete=made == "checkpoint-abc")
+            assert not job_resumes(folder.path)
+            with pytest.raises(RunFileError, match="no complete checkpoint"):
+                manager.resume(name)
+    finally:
+        manager.shutdown()

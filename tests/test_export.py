@@ -1,14 +1,13 @@
-"""finetune.runfile.export: every field reaches the Axolotl export or is listed as not exportable; the PEFT
-script carries every LoRA setting; both exports of every preset are what a user can run."""
+"""finetune.runfile.export: every field reaches the Axolotl export or is listed as not exportable; the export
+of every preset is what a user can run (the PEFT script's tests: test_export_peft.py)."""
 
-import ast
 import dataclasses
 
 import pytest
 import yaml
 
 from finetune.runfile import SECTIONS, RunConfig, axolotl
-from finetune.runfile.export import axolotl_dropped, export, to_axolotl, to_peft
+from finetune.runfile.export import axolotl_dropped, export, to_axolotl
 from finetune.runfile.presets import list_presets, load_preset
 
 
@@ -25,13 +24,12 @@ def test_every_field_is_in_exactly_one_axolotl_table():
 
 
 @pytest.mark.parametrize("name", [p["name"] for p in list_presets()])
-def test_each_preset_exports_to_both_forms(name):
+def test_each_preset_exports_to_axolotl(name):
     run = RunConfig.from_dict(load_preset(name))
     config = yaml.safe_load(export(run, "axolotl"))
     assert config["lora_r"] == run.lora.r and config["lora_alpha"] == run.lora.lora_alpha
     assert config["micro_batch_size"] == run.training.per_device_train_batch_size
     assert ("lora_target_linear" in config) == (run.lora.target_modules == "all-linear")
-    ast.parse(to_peft(run))   # the script is valid Python
 
 
 def test_settings_axolotl_cannot_take_are_said_not_dropped_silently():
@@ -51,10 +49,3 @@ def test_target_spellings_export_the_same_way():
     names = to_axolotl(RunConfig.from_dict({"lora": {"target_modules": ["q_proj", "v_proj"]}}))
     assert names["lora_target_modules"] == ["q_proj", "v_proj"]
 
-
-def test_peft_script_passes_every_non_default_lora_setting():
-    run = RunConfig.from_dict({"lora": {"r": 8, "use_dora": True, "bias": "lora_only",
-                                        "layers_to_transform": [0], "target_modules": ["q_proj"]}})
-    script = to_peft(run)
-    for text in ("r=8", "use_dora=True", "bias='lora_only'", "layers_to_transform=[0]", "target_modules=['q_proj']"):
-        assert text in script

@@ -51,8 +51,6 @@ def test_launch_follows_a_methods_run_to_completed(finished, name):
     assert [step for step, _ in status["losses"]] == list(range(1, STEPS + 1))
 
 
-@pytest.mark.xfail(strict=True, reason="ui/api.py's STATUS_KEYS leave out the series jobs/report.status reads "
-                                       "(issue 17): add 'series' there")
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_status_carries_the_methods_named_series(finished, name):
     series = finished[name].get("series") or {}

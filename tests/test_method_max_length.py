@@ -57,7 +57,8 @@ def test_a_grpo_job_with_prompts_past_max_length_stops_before_generating_with_on
     out = captured.out + captured.err
     folder = RunFolder(tmp_path / "out")
     status = folder.read_status()
-    assert status["state"] in ("failed", "refused") or not folder.path.exists(), status
+    # Refused by the job's setup, before the model loads: the refusal is on stderr, no run was started.
+    assert status.get("state") in (None, "failed"), status
     expected = "data.max_length: 200 of 200 prompts are longer than 8 tokens (the longest has 15)"
     assert expected in out + (status.get("error") or ""), out
     assert "\n" not in (status.get("error") or "") and "step 1/1" not in out

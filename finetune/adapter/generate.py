@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from finetune.adapter.source import AdapterSource
 from finetune.errors import RunFileError
+from finetune.runfile.evaluation import has_text
 from finetune.runfile.validators import Int, Invalid, Num
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def check_prompt(prompt) -> str:
     """One prompt, as text, short enough to tokenize at once; else one line naming `prompt`."""
     if isinstance(prompt, (list, tuple)):
         raise RunFileError(f"prompt: one prompt per call, as text, got a list of {len(prompt)}")
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+    if prompt is None or (isinstance(prompt, str) and not has_text(prompt)):
         raise RunFileError("prompt: must be some text, got nothing")
     if not isinstance(prompt, str):
         raise RunFileError(f"prompt: must be text, got {type(prompt).__name__}")

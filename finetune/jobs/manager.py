@@ -72,6 +72,7 @@ from finetune.jobs.warm import ENABLED as WARM_ENABLED
 from finetune.jobs.warm import WarmStarter
 from finetune.model.count import count_run
 from finetune.runfile import RunConfig, parse_run
+from finetune.train import checkpoints
 from finetune.train.runfolder import BROKEN, FINAL_STATES, RunFolder
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,8 @@ class JobManager:
             if status.get("state") not in ("cancelled", "failed"):
                 raise RunFileError(f"resume: run {run_id} is {status.get('state')}; only a cancelled or failed "
                                    "run can be resumed")
-            if not any(p.name.startswith("checkpoint-") for p in folder.path.iterdir() if p.is_dir()):
-                raise RunFileError(f"resume: run {run_id} saved no checkpoint-N folder to go on from")
+            if not checkpoints.resumable(folder.path):   # the job's own rule: a complete checkpoint-N
+                raise RunFileError(f"resume: run {run_id} saved no complete checkpoint-N to go on from")
             folder.write_status(state="queued", resume=True, error=None, forced=None, finished_at=None,
                                 submitted_at=time.time())
             stopping.clear(folder)   # the cancel that ended the last job is not a request to stop this one

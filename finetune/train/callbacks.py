@@ -77,7 +77,11 @@ class RunCallback(TrainerCallback):
                   f"{record['learning_rate'] or 0:.2e}  grad_norm {record['grad_norm'] or 0:.3f}  "
                   f"{record['tokens_per_second'] or 0:,.0f} tokens/s", flush=True)
         elif "eval_loss" in logs:
-            record = {"step": step, "eval_loss": logs["eval_loss"], "epoch": logs.get("epoch")}
+            # Every evaluated quantity: the loss, and whatever metric_for_best_model may name (eval_mean_token_accuracy);
+            # not how long evaluating took.
+            record = {"step": step, "epoch": logs.get("epoch"), **{k: v for k, v in logs.items()
+                      if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))
+                      and isinstance(v, (int, float)) and not isinstance(v, bool)}}
             print(f"step {step}/{state.max_steps}  eval_loss {logs['eval_loss']:.4f}", flush=True)
         else:
             return  # the end-of-training summary: train.log has it from the Trainer, the curve does not need it

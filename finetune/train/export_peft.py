@@ -112,7 +112,6 @@ def to_peft(run: RunConfig, device: Device | None = None) -> str:
                "transformers": ["AutoModelForCausalLM", "AutoTokenizer"], module: [config]}
     imports.setdefault(trainer_module, []).append(trainer)
     if quant is not None:
-        imports["peft"].append("prepare_model_for_kbit_training")
         imports["transformers"].append("BitsAndBytesConfig")
     if stopping:
         imports["transformers"].append("EarlyStoppingCallback")
@@ -124,8 +123,10 @@ def to_peft(run: RunConfig, device: Device | None = None) -> str:
         placed = ", device_map={'': torch.cuda.current_device()}" if device.cuda else ""
         lines += ["quant = BitsAndBytesConfig(\n" + _kwargs(quant) + ")",
                   f"model = AutoModelForCausalLM.from_pretrained({load}, quantization_config=quant{placed})",
-                  "model = prepare_model_for_kbit_training(model, use_gradient_checkpointing="
-                  f"{run.training.gradient_checkpointing!r})"]
+                  # As the job (model/loading.prepare_quantized_for_training): frozen, in the compute dtype.
+                  "model.requires_grad_(False)  # not prepare_model_for_kbit_training: it upcasts to float32",
+                  *(["model.enable_input_require_grads()  # a path back to the adapters through checkpointing"]
+                    if run.training.gradient_checkpointing else [])]
     else:
         lines.append(f"model = AutoModelForCausalLM.from_pretrained({load})")
     lines += [f"tokenizer = AutoTokenizer.from_pretrained(model_id, {common})",

@@ -77,6 +77,11 @@ def setup(run_path: str, resume: bool) -> Plan:
     plan.checkpoint = last_checkpoint(run.training.output_dir) if resume else None
     if problems := distributed.resume_problems(plan.checkpoint, distributed.world_size()):
         raise RunFileError(problems)
+    if run.method.name == "grpo":   # refused before the model loads, as every other setting is
+        from finetune.train.methods import long_prompts
+
+        if problems := long_prompts(plan):
+            raise RunFileError(problems)
     choose_loss(plan)
     from finetune.train.trainer_args import trainer_config
 

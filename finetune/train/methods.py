@@ -15,8 +15,6 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from finetune.errors import RunFileError
-
 if TYPE_CHECKING:
     from finetune.train.plan import Plan
 
@@ -76,7 +74,7 @@ def long_prompts(plan: Plan) -> list[str]:
     """GRPO's prompts checked against data.max_length. TRL 1.16's GRPOConfig has no max_prompt_length and
     GRPOTrainer generates from whole prompts, so the limit cannot be handed to TRL; the memory estimate takes it
     as GRPO's longest prompt (model/passes.py), so a longer one is refused here rather than silently exceeding
-    it. Checked as the trainer is built, before any answer is generated; every prompt is counted, as tokenizing
+    it. Checked by the job's setup, before the model loads; every prompt is counted, as tokenizing
     one costs far less than the num_generations answers GRPO makes from it."""
     limit = plan.run.data.max_length
     lengths = [n for rows in (plan.examples.train, plan.examples.eval) if rows is not None
@@ -95,8 +93,6 @@ def build_trainer(plan: Plan, model, callbacks: list):
 
     run = plan.run
     method = METHODS[run.method.name]
-    if method.name == "grpo" and (problems := long_prompts(plan)):
-        raise RunFileError(problems)
     kwargs = dict(model=model, args=plan.args, train_dataset=plan.examples.train, eval_dataset=plan.examples.eval,
                   processing_class=plan.tokenizer, peft_config=lora_config(run.lora), callbacks=callbacks)
     if method.name == "grpo":

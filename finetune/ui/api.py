@@ -2,7 +2,8 @@
 
     /count   run file text (YAML or JSON) -> the object `python -m finetune count RUN --json` prints
     /launch  run file text -> run id
-    /status  run id -> {"state", "step", "max_steps", "losses": [[step, loss], ...], "error", ...}
+    /status  run id -> {"state", "step", "max_steps", "losses": [[step, loss], ...], "error", "series": the
+             method's own curves by TRL's names ({"rewards/margins": [[step, value], ...]}), ...}
     /cancel  run id [, force] -> the same status object (force: kill now, without saving)
 
 Problems come back as gr.Error with the core's one-line messages (gradio_client raises them as AppError).
@@ -17,7 +18,7 @@ from finetune.ui import access
 from finetune.ui.guard import refusals, require, user_error, username
 
 STATUS_KEYS = ("run_id", "state", "step", "max_steps", "losses", "eval_losses", "error", "tokens_per_second",
-               "elapsed_s", "eta_s", "queue_position", "stopping", "stopped_early", "samples")
+               "elapsed_s", "eta_s", "queue_position", "stopping", "stopped_early", "samples", "series")
 
 
 def checked_run(run_text: str):
