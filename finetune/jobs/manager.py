@@ -1,7 +1,7 @@
 """The job manager: runs training jobs (`python -m finetune train RUN`) in the background, one per GPU at a
 time (one on a CPU-only machine), queues the rest, and reports on them from their run folders.
 
-Everything about a run lives in its folder under the runs directory (DESIGN.md, "A run folder"), never
+Everything about a run lives in its folder under the runs directory (finetune/train/runfolder.py), never
 only in memory: a new manager on the same folder (an app restart, a second browser tab's server) rebuilds
 the run list, re-attaches to jobs still running, marks jobs whose process died as failed, and starts the
 queued ones in submission order. Exactly one manager per runs directory starts jobs (the "runner"; it
@@ -9,44 +9,18 @@ holds an flock on `<runs_dir>/.jobs.lock`, which the OS drops if it dies); any o
 submits (to the queue on disk) and cancels, and takes over when the runner goes away. A cancel leaves
 `.cancel-requested` in the run folder, so whichever manager sees the job end records it as `cancelled`.
 
-Public API (used by the UI and the app's HTTP endpoints):
+Public API (the UI and the app's HTTP endpoints; each method's docstring says more):
 
     JobManager(runs_dir=None, slots=None, *, command=None, cwd=None, poll_interval=1.0, cancel_timeout=30.0)
-        runs_dir: default env FINETUNE_RUNS_DIR, else "runs/". slots: jobs at once; default one per CUDA
-        GPU, 1 without. A run with training.devices N holds N slots (its GPUs) and starts when N are free,
-        in queue order (finetune/jobs/slots.py); it launches its own N ranks (finetune/train/launch.py).
-        command: the argv prefix a job runs (the run file's path is appended); default
-        [sys.executable, "-m", "finetune", "train"]. cwd: the jobs' working directory (relative paths in
-        run files resolve there); default the current one. A daemon thread advances the queue.
-    .warm_up()                                    from now on, fork jobs from a process that has imported
-                                                  the training libraries (finetune/jobs/warm.py; the app
-                                                  does, once its page is built): no seconds of imports
-                                                  at the start of each job
-    .submit(run: RunConfig | str) -> str          validate the run file and its count (RunFileError
-                                                  propagates), make the folder, queue;
-                                                  returns the run id, e.g. "20261122-041530-demo-r16"
-    .status(run_id) -> dict                       status.json + run_id, losses [[step, loss], ...],
-                                                  eval_losses, tokens_per_second, elapsed_s, eta_s,
-                                                  queue_position
-    .metrics(run_id) -> list[dict]                metrics.jsonl records
-    .log_tail(run_id, max_chars=4000) -> str      the end of train.log
-    .queue_position(run_id) -> int | None         1 = starts next; None when not queued
-    .resume(run_id) -> dict                       queue a cancelled/failed run with a checkpoint again, as
-                                                  `train RUN --resume` in the same folder
-    .cancel(run_id, force=False) -> dict          queued: cancelled at once; running: SIGTERM to its process
-                                                  group once (again: a no-op); force: SIGKILL, nothing saved;
-                                                  status has `stopping`, and `force_available` once the
-                                                  stop has taken over cancel_timeout s
-    .list_runs() -> list[dict]                    one summary per run folder, newest first (finetune/
-                                                  jobs/report.py); a folder whose status.json is not a
-                                                  status is state "broken", its error says why, and the
-                                                  queue goes on without it
-    .wait(run_id, timeout=None) -> dict           block until the run reaches a final state
-    .poll() -> None                               reap ended jobs and start queued ones now
-    .shutdown(cancel_jobs=False)                  stop the thread and give up the runner role
-    .lease_slot(holder) -> (slot, gpu) | None     lend a free slot to other work (the playground's worker)
-    .release_slot(holder)                         give it back
-    UnknownRun(KeyError)                          raised for a run id with no folder
+        runs_dir: default env FINETUNE_RUNS_DIR, else "runs/". slots: jobs at once; default one per GPU, 1
+        without; a run with training.devices N holds N (finetune/jobs/slots.py), a run on Hugging Face Jobs
+        none (finetune/jobs/remote.py). command: the argv prefix a job runs (the run file's path is appended);
+        default [sys.executable, "-m", "finetune", "train"]. cwd: where relative paths in run files resolve.
+    .submit(run, origin=None, token=None) -> run id      .resume(run_id, token=None) -> status
+    .status(run_id) -> dict (finetune/jobs/report.py)    .metrics(run_id), .log_tail(run_id), .queue_position()
+    .cancel(run_id, force=False) -> status               .list_runs(), .wait(run_id, timeout), .poll()
+    .warm_up(), .shutdown(cancel_jobs=False)             .lease_slot(holder), .release_slot(holder)
+    UnknownRun(KeyError): a run id with no folder
 """
 
 from __future__ import annotations
@@ -154,19 +128,24 @@ class JobManager:
         self.poll()
         return folder.path.name
 
-    def resume(self, run_id: str) -> dict:
+    def resume(self, run_id: str, token: str | None = None) -> dict:
         """Queue a cancelled or failed run again, in its own folder, as `train RUN --resume`: it goes on from
-        its last checkpoint-N (the job trims the curve to that step, so no step is logged twice)."""
+        its last checkpoint-N (the job trims the curve to that step, so no step is logged twice). A run on
+        Hugging Face Jobs starts a new job on its bucket folder, where its checkpoints are."""
         folder = self._folder(run_id)
         with self._lock:
             status = folder.read_status()
             if status.get("state") not in ("cancelled", "failed"):
                 raise RunFileError(f"resume: run {run_id} is {status.get('state')}; only a cancelled or failed "
                                    "run can be resumed")
-            if not checkpoints.resumable(folder.path):   # the job's own rule: a complete checkpoint-N
-                raise RunFileError(f"resume: run {run_id} saved no complete checkpoint-N to go on from")
+            on_jobs = status.get("runner") == remote.RUNNER
+            if not on_jobs and not checkpoints.resumable(folder.path):   # the job's own rule
+                raise RunFileError(f"resume: run {run_id} has no complete checkpoint-N to go on from (none finished "
+                                   "saving)")
+            if on_jobs and token:
+                self._tokens[run_id] = token
             folder.write_status(state="queued", resume=True, error=None, forced=None, finished_at=None,
-                                submitted_at=time.time())
+                                submitted_at=time.time(), reattached=None)
             stopping.clear(folder)   # the cancel that ended the last job is not a request to stop this one
             self._settled.discard(run_id)
         self.poll()

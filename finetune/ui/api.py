@@ -1,7 +1,8 @@
 """The app's named HTTP endpoints, for gradio_client and scripts:
 
     /count   run file text (YAML or JSON) -> the object `python -m finetune count RUN --json` prints
-    /launch  run file text -> run id
+    /launch  run file text -> run id (a run file with `runner: {hf_jobs: ...}` trains on Hugging Face Jobs, in
+             the caller's account: on a Space, `Client(url, oauth_token=...)` with the jobs permission)
     /status  run id -> {"state", "step", "max_steps", "losses": [[step, loss], ...], "error", "series": the
              method's own curves by TRL's names ({"rewards/margins": [[step, value], ...]}), ...}
     /cancel  run id [, force] -> the same status object (force: kill now, without saving)
@@ -18,7 +19,8 @@ from finetune.ui import access
 from finetune.ui.guard import refusals, require, user_error, username
 
 STATUS_KEYS = ("run_id", "state", "step", "max_steps", "losses", "eval_losses", "error", "tokens_per_second",
-               "elapsed_s", "eta_s", "queue_position", "stopping", "stopped_early", "samples", "series")
+               "elapsed_s", "eta_s", "queue_position", "stopping", "stopped_early", "samples", "series", "hf_job")
+JOB_KEYS = ("id", "flavor", "stage", "url")   # of a run on Hugging Face Jobs (finetune/jobs/remote.py)
 
 
 def checked_run(run_text: str):
@@ -35,7 +37,10 @@ def checked_run(run_text: str):
 def public_status(status: dict, profile=None) -> dict:
     """The status an API caller sees; on a Space, a visitor who may not launch gets no error text (it can
     quote the owner's data or paths: access.visitor_status)."""
-    return access.visitor_status({k: status.get(k) for k in STATUS_KEYS}, username(profile))
+    out = {k: status.get(k) for k in STATUS_KEYS}
+    if isinstance(out["hf_job"], dict):
+        out["hf_job"] = {k: out["hf_job"].get(k) for k in JOB_KEYS}
+    return access.visitor_status(out, username(profile))
 
 
 def register_api(jobs, keeper=None) -> None:
@@ -59,7 +64,8 @@ def register_api(jobs, keeper=None) -> None:
             run = checked_run(run_text)
             if keeper is not None:
                 keeper.check(run, token)
-            run_id = jobs.submit(run, origin="api")   # open pages follow it (ui/live.py)
+            # open pages follow it (ui/live.py); a run on Hugging Face Jobs runs with the caller's token
+            run_id = jobs.submit(run, origin="api", token=token)
         if keeper is not None:
             keeper.remember(run_id, run, token)
         return run_id

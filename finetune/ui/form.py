@@ -33,7 +33,10 @@ TARGET_KEYS = ["ui.targets", "ui.all_linear", "ui.target_regex"]
 METHOD_SETTINGS = ["method.beta", "method.loss_type", "method.desirable_weight", "method.undesirable_weight",
                    "method.num_generations", "method.max_completion_length", "method.temperature", "method.top_p"]
 METHOD_KEYS = ["method.name", *METHOD_SETTINGS, "method.rewards"]
-FORM_KEYS = RUN_KEYS + TARGET_KEYS + METHOD_KEYS
+# Where it trains (finetune/ui/runner_view.py): "local" or a Hugging Face Jobs flavour, and the job's timeout;
+# the rest of runner.hf_jobs (namespace, image) rides along in `extra`.
+RUNNER_KEYS = ["runner.flavor", "runner.timeout"]
+FORM_KEYS = RUN_KEYS + TARGET_KEYS + METHOD_KEYS + RUNNER_KEYS
 
 LIST_KEYS = {"lora.modules_to_save"}                  # a comma-separated text box <-> a list of names
 INDEX_KEYS = {"lora.layers_to_transform"}             # "0, 2, 4" <-> [0, 2, 4]
@@ -134,6 +137,8 @@ def form_to_run(values: dict, extra: dict | None, all_linear_names) -> dict:
     if "ui.targets" in values:
         lora["target_modules"] = target_modules(values["ui.targets"], values.get("ui.all_linear"),
                                                 values.get("ui.target_regex"), all_linear_names)
+    if "runner.flavor" in values:
+        runner_section(run, values)
     if "method.name" in values:
         rest = run.pop("method", None)   # what the form has no widget for: an unknown key stays, for the check
         method = method_section(values)
@@ -142,6 +147,18 @@ def form_to_run(values: dict, extra: dict | None, all_linear_names) -> dict:
         elif method is not None or rest:
             run["method"] = {**(rest or {}), **(method or {"name": "sft"})}
     return run
+
+
+def runner_section(run: dict, values: dict) -> None:
+    """The run's `runner` for the form's choice: left out for this machine; a flavour keeps the hf_jobs settings
+    the form has no widget for (a loaded file's namespace, image)."""
+    rest = run.pop("runner", None)
+    flavor = values.get("runner.flavor") or "local"
+    if flavor == "local":
+        return
+    kept = rest.get("hf_jobs") if isinstance(rest, dict) and isinstance(rest.get("hf_jobs"), dict) else {}
+    timeout = str(values.get("runner.timeout") or "").strip() or "2h"
+    run["runner"] = {"hf_jobs": {**kept, "flavor": flavor, "timeout": timeout}}
 
 
 def method_section(values: dict) -> dict | None:
@@ -174,6 +191,9 @@ def run_to_form(run: dict, all_linear_names) -> dict:
     for key in METHOD_SETTINGS:
         out[key] = method.get(key.split(".", 1)[1])
     out["method.rewards"] = rewards_to_rows(method.get("rewards") or [])
+    hf = run.get("runner", {}).get("hf_jobs") if isinstance(run.get("runner"), dict) else None
+    out["runner.flavor"] = (hf or {}).get("flavor") or ("local" if hf is None else "a10g-small")
+    out["runner.timeout"] = str((hf or {}).get("timeout") or "2h")
     return out
 
 
@@ -252,6 +272,14 @@ def extra_of(run: dict) -> dict:
                                                                           ("training", "output_dir")}
     out = {}
     for section, body in run.items():
+        if section == "runner":   # flavor and timeout have widgets; the rest of hf_jobs rides along
+            hf = body.get("hf_jobs") if isinstance(body, dict) else None
+            rest = {k: v for k, v in hf.items() if k not in ("flavor", "timeout")} if isinstance(hf, dict) else {}
+            if rest:
+                out["runner"] = {"hf_jobs": rest}
+            elif not isinstance(body, dict) or set(body) - {"hf_jobs"}:
+                out["runner"] = body   # not a runner the form can show: kept, and the check names it
+            continue
         if not isinstance(body, dict):
             out[section] = body
             continue

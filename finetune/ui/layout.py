@@ -18,7 +18,17 @@ from finetune import space
 from finetune.runfile import DEMO, SECTIONS, field_help
 from finetune.runfile.data_formats import FORMATS
 from finetune.runfile.reporters import KNOWN as REPORTERS
-from finetune.ui import access, devices, memory_view, method_view, playground, plots, samples_view, sweep_view
+from finetune.ui import (
+    access,
+    devices,
+    memory_view,
+    method_view,
+    playground,
+    plots,
+    runner_view,
+    samples_view,
+    sweep_view,
+)
 from finetune.ui.runs import RUNS_COLUMNS
 
 # Shown first in the model box; any other Hub id or local folder can be typed in.
@@ -287,6 +297,7 @@ def understand_column(ui: SimpleNamespace, initial: dict) -> None:
     ui.param_count = gr.HTML(initial["count"], elem_id="param-count")
     memory_view.build_panel(ui, initial)   # will it fit: #memory-estimate, #apply-fix (the picker is in the form)
     ui.errors = gr.Markdown(initial["errors"], elem_id="form-errors")
+    runner_view.build(ui, initial["values"])   # this machine or a Hugging Face Jobs flavour, its timeout, the cost
     with gr.Row(equal_height=True):
         ui.launch = gr.Button("Launch training", variant="primary", scale=2, elem_id="launch",
                               interactive=initial["launchable"])

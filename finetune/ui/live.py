@@ -20,7 +20,7 @@ import gradio as gr
 from finetune.errors import RunFileError
 from finetune.jobs import UnknownRun, history
 from finetune.train.runfolder import FINAL_STATES, RunFolder
-from finetune.ui import access, best_step, plots, render, samples_view
+from finetune.ui import access, best_step, plots, render, runner_view, samples_view
 from finetune.ui.downloads import handout
 from finetune.ui.guard import user_error, user_error_from
 from finetune.ui.panel import form_run
@@ -149,12 +149,17 @@ def wire_live(ui, jobs) -> None:
             return {**watch(None, profile), "key": [gone], "data_key": [gone], "progress": f"Run {run_id} is gone."}
         folder = RunFolder(Path(jobs.runs_dir) / run_id)
         state, final = status["state"], status["state"] in FINAL_STATES
-        resumable = state in ("cancelled", "failed") and bool(history.checkpoints(folder))
+        # A run on Hugging Face Jobs keeps its checkpoints in its bucket folder, not here.
+        resumable = state in ("cancelled", "failed") and (bool(history.checkpoints(folder))
+                                                          or status.get("runner") == "hf_jobs")
         settings = history.settings(folder)
         eval_size = ((settings.get("data") or {}).get("eval_size") or 0)
         curves["best"] = best_step.best_eval(records, status.get("stopped_early"), settings)   # marked on the curve
         last = curves["train"][-1][0] if curves["train"] else 0
         progress = render.run_progress(status)
+        if (cost := runner_view.cost_line(status)) is not None:   # a run on Hugging Face Jobs: what it costs
+            line, _, error = progress.partition("\n\n")
+            progress = f"{line} · {cost}" + (f"\n\n{error}" if error else "")
         series = status.get("series") or {}   # the method's curves (finetune/jobs/report.py)
         data_key = [run_id, state, len(curves["train"]), len(curves["eval"]), curves["train"][-1:],
                     sum(len(points) for points in series.values())]
@@ -222,7 +227,7 @@ def wire_live(ui, jobs) -> None:
         try:
             if keeper is not None:   # hub.repo_id on a Space: pushed with the launcher's token (adapter/keeper.py)
                 keeper.check(run, token)
-            run_id = jobs.submit(run)
+            run_id = jobs.submit(run, token=token)   # the token: for a run on Hugging Face Jobs only
         except RunFileError as exc:
             raise user_error_from(exc) from None
         if keeper is not None:
@@ -233,10 +238,10 @@ def wire_live(ui, jobs) -> None:
     ui.launch.click(on_launch, [ui.values, ui.extra, ui.model_info, ui.mine], [ui.run_select, ui.mine],
                     api_visibility="private")
 
-    def on_resume(run_id, profile: gr.OAuthProfile | None = None):
+    def on_resume(run_id, profile: gr.OAuthProfile | None = None, oauth_token: gr.OAuthToken | None = None):
         check_access(profile)
         try:
-            status = jobs.resume(run_id)
+            status = jobs.resume(run_id, token=getattr(oauth_token, "token", None))
         except (UnknownRun, RunFileError) as exc:
             raise user_error_from(exc) from None
         gr.Info(f"Run {run_id} resumes from its last checkpoint ({status['state']}).")

@@ -49,11 +49,12 @@ def gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
-def view(run, count, gpu_key: str | None) -> tuple[str, str | None, dict | None]:
-    """(the panel's HTML, the fix button's label or None, the fix's run-file changes or None)."""
+def view(run, count, gpu_key: str | None, on: fit.Gpu | None = None) -> tuple[str, str | None, dict | None]:
+    """(the panel's HTML, the fix button's label or None, the fix's run-file changes or None), for `on` (a
+    Hugging Face Jobs flavour's GPU) or else the picker's GPU."""
     if run is None or count is None:
         return "<div class='mem-line'>Memory: &mdash;</div>", None, None
-    on = fit.gpu(gpu_key)
+    on = on or fit.gpu(gpu_key)
     settings = settings_of(run, on.device)
     memory = estimate(count, settings)
     verdict = fit.verdict(memory, on)

@@ -14,7 +14,7 @@ import gradio as gr
 from finetune.demo import RUN_FILE
 from finetune.errors import RunFileError
 from finetune.runfile import DEMO, RunConfig, dump_yaml, load_run
-from finetune.ui import access, memory_view, render
+from finetune.ui import access, memory_view, render, runner_view
 from finetune.ui.form import FORM_KEYS, METHOD_KEYS, form_to_run, run_to_form
 
 
@@ -61,23 +61,26 @@ def understand(values: dict, extra: dict, info: dict) -> dict:
             problems = exc.problems
     headline = render.count_headline(count, run and run.lora.r, slope, run and run.lora.lora_alpha,
                                      run and run.lora.use_rslora)
-    memory, fix_label, fix = memory_view.view(run, count, values.get(memory_view.KEY))   # microseconds
+    # A run sent to Hugging Face Jobs is judged against that flavour's GPU, not the picker's.
+    on = runner_view.gpu_of(values.get(runner_view.FLAVOR))
+    memory, fix_label, fix = memory_view.view(run, count, values.get(memory_view.KEY), on)   # microseconds
     return {"count": headline, "details": render.count_details(count),
             "errors": render.problems(problems), "launchable": count is not None,
-            "memory": memory, "fix_label": fix_label, "fix": fix}
+            "memory": memory, "fix_label": fix_label, "fix": fix, "runner_note": runner_view.note(values)}
 
 
 def count_outputs(ui) -> list:
     """The components count_view updates, for an event's outputs: #param-count, #count-details, #form-errors,
-    #launch, #memory-estimate and #apply-fix."""
-    return [ui.param_count, ui.count_details, ui.errors, ui.launch, ui.memory, ui.apply_fix]
+    #launch, #memory-estimate, #apply-fix and #runner-note."""
+    return [ui.param_count, ui.count_details, ui.errors, ui.launch, ui.memory, ui.apply_fix, ui.runner_note]
 
 
 def count_view(ui, values: dict, extra: dict, info: dict) -> dict:
     """The Understand panel's updates, keyed by component (count_outputs(ui))."""
     panel = understand(values, extra, info)
     return {ui.param_count: panel["count"], ui.count_details: panel["details"], ui.errors: panel["errors"],
-            ui.launch: gr.Button(interactive=panel["launchable"]), **memory_view.updates(ui, panel)}
+            ui.launch: gr.Button(interactive=panel["launchable"]), **memory_view.updates(ui, panel),
+            ui.runner_note: panel["runner_note"]}
 
 
 def run_file_text(values: dict, extra: dict, info: dict) -> str:
@@ -113,7 +116,7 @@ def form_values(run: dict, info: dict) -> dict:
     for section, body in run.items():
         if isinstance(body, dict) and isinstance(full.get(section), dict):
             full[section].update(body)
-        elif section == "method" and isinstance(body, dict):   # absent from an sft run's dict
+        elif section in ("method", "runner") and isinstance(body, dict):   # absent from a default run's dict
             full[section] = dict(body)
     return run_to_form(full, info.get("all_linear", []))
 

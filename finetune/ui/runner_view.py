@@ -1,0 +1,91 @@
+"""Where a launch trains, beside Launch: this machine, or a machine rented from Hugging Face Jobs (the run file's
+`runner`, finetune/runfile/runner.py). Each flavour is listed with its GPU, its memory and its price per hour;
+choosing one points the memory verdict at that GPU, and the note under Launch says what the run may cost: at
+most its timeout's worth before it starts, and while it trains what it has cost so far and will have at its ETA.
+
+Form keys "runner.flavor" ("local" or a flavour) and "runner.timeout" (finetune/ui/form.py maps them to and from
+the run file).
+"""
+
+from __future__ import annotations
+
+import html
+from types import SimpleNamespace
+
+import gradio as gr
+
+from finetune.model.fit import Gpu
+from finetune.runfile.flavors import FLAVORS, Flavor, cost_usd
+from finetune.runfile.runner import LOCAL, timeout_seconds
+from finetune.ui.render import duration
+
+FLAVOR, TIMEOUT = "runner.flavor", "runner.timeout"
+KEYS = [FLAVOR, TIMEOUT]
+DEFAULT_TIMEOUT = "2h"
+
+
+def price(f: Flavor) -> str:
+    return f"${f.usd_per_hour:.2f}/h" if f.usd_per_hour is not None else "price: see the Hub"
+
+
+def hardware(f: Flavor) -> str:
+    return f.label + (" each" if f.gpus > 1 else "")
+
+
+def choices() -> list[tuple[str, str]]:
+    return [("This machine", LOCAL)] + [(f"HF Jobs: {f.name} ({hardware(f)}, {price(f)})", f.name)
+                                        for f in FLAVORS.values()]
+
+
+def gpu_of(flavor_name: str | None) -> Gpu | None:
+    """The GPU the memory verdict is for when a run goes to a Jobs flavour (one device of it); None for this
+    machine or a CPU flavour."""
+    f = FLAVORS.get(flavor_name or "")
+    if f is None or not f.gpus:
+        return None
+    return Gpu(f"hf:{f.name}", f"{f.label} on Hugging Face Jobs", f.gpu_memory, f.bf16)
+
+
+def build(ui: SimpleNamespace, values: dict) -> None:
+    """The choice and its timeout in a row, into ui.form, and the note under them (#runner-note)."""
+    with gr.Row(equal_height=True):
+        ui.form[FLAVOR] = gr.Dropdown(choices(), value=values.get(FLAVOR) or LOCAL, label="Train on", scale=3,
+                                      elem_id="runner-flavor", info="This machine, or a GPU rented from Hugging "
+                                      "Face Jobs by the minute, in your own account (sign-in required).")
+        ui.form[TIMEOUT] = gr.Textbox(values.get(TIMEOUT) or DEFAULT_TIMEOUT, label="Jobs timeout", scale=1,
+                                      min_width=90, elem_id="runner-timeout",
+                                      info="Then Hugging Face stops the job (and the bill): 30m, 2h, 1d.")
+    ui.runner_note = gr.Markdown(note(values), elem_id="runner-note")
+
+
+def note(values: dict) -> str:
+    """Before launch: the flavour, its price, what it costs at most."""
+    f = FLAVORS.get(values.get(FLAVOR) or "")
+    if f is None:
+        return ""
+    line = f"Trains on Hugging Face Jobs **{f.name}**: {html.escape(hardware(f))}, {price(f)}, billed per minute " \
+           "to the account you sign in with."
+    try:
+        seconds = timeout_seconds(values.get(TIMEOUT) or DEFAULT_TIMEOUT)
+    except AssertionError:   # an unreadable timeout: the form's problems say why
+        return line
+    if (most := cost_usd(f, seconds)) is not None:
+        line += f" At most ${most:.2f} before its {duration(seconds)} timeout."
+    return line
+
+
+def cost_line(status: dict) -> str | None:
+    """While a run trains on Jobs: its flavour, the cost so far and at its ETA (list price)."""
+    job = status.get("hf_job")
+    f = FLAVORS.get(job.get("flavor", "")) if isinstance(job, dict) else None
+    if f is None:
+        return None
+    parts = [f"on Hugging Face Jobs {f.name}"]
+    elapsed, eta = status.get("elapsed_s"), status.get("eta_s")
+    if isinstance(elapsed, (int, float)) and (so_far := cost_usd(f, elapsed)) is not None:
+        parts.append(f"about ${so_far:.2f} so far")
+        if status.get("state") == "running" and isinstance(eta, (int, float)):
+            parts.append(f"${cost_usd(f, elapsed + eta):.2f} at its ETA")
+    if job.get("url"):
+        parts.append(f"[the job]({html.escape(str(job['url']), quote=True)})")
+    return " · ".join(parts)
