@@ -69,20 +69,28 @@ def test_each_method_exports_and_imports_back_as_the_same_run(method, fmt):
         with pytest.raises(RunFileError, match=r"method\.rewards"):
             convert(config)
         back["method"]["rewards"] = REWARDS
-    want = dataclasses.replace(run, data=dataclasses.replace(run.data, format=DATA_FORMATS[method][0]))
+    # GRPO's dataset goes to Axolotl without a type, so the import leaves the format to `auto` (the columns).
+    settled = "auto" if method == "grpo" else DATA_FORMATS[method][0]
+    want = dataclasses.replace(run, data=dataclasses.replace(run.data, format=settled))
     assert RunConfig.from_dict(back) == want and notes == []
 
 
-def test_the_export_writes_the_dataset_types_axolotl_documents_for_dpo_and_kto():
+def test_the_export_writes_the_dataset_types_axolotl_documents_for_each_method():
     """Axolotl reads a mapping `type` as user_defined.default: DPO's takes field_prompt / field_chosen /
     field_rejected, KTO's field_prompt / field_completion / field_label (docs/rlhf.qmd), each naming our
-    format's columns; SFT's chat data is `chat_template`."""
-    def dataset_type(method):
-        return to_axolotl(RunConfig.from_dict(METHODS[method]))["datasets"][0]["type"]
+    format's columns; SFT's chat data is `chat_template`. ORPO has one reader, chat_template.argilla; a typed
+    GRPO dataset would go to the DPO reader (chosen/rejected), so GRPO's has no type."""
+    def dataset(method):
+        return to_axolotl(RunConfig.from_dict(METHODS[method]))["datasets"][0]
 
-    assert dataset_type("sft") == "chat_template"
-    assert dataset_type("dpo") == {"field_prompt": "prompt", "field_chosen": "chosen", "field_rejected": "rejected"}
-    assert dataset_type("kto") == {"field_prompt": "prompt", "field_completion": "completion", "field_label": "label"}
+    assert dataset("sft")["type"] == "chat_template"
+    assert dataset("dpo")["type"] == {"field_prompt": "prompt", "field_chosen": "chosen", "field_rejected": "rejected"}
+    assert dataset("kto")["type"] == {"field_prompt": "prompt", "field_completion": "completion",
+                                      "field_label": "label"}
+    assert dataset("orpo")["type"] == "chat_template.argilla"
+    assert "type" not in dataset("grpo")
+    assert "# datasets[0]: Axolotl's ORPO reads chat_template.argilla only" in export(
+        RunConfig.from_dict(METHODS["orpo"]), "axolotl")
 
 
 def test_orpos_documented_type_is_read_as_preference_data():
@@ -146,6 +154,26 @@ def test_fsdp_is_the_strategy(keys):
     run, [note] = imported({**BASE, **keys})
     assert (run.training.strategy, run.training.devices) == ("fsdp", "auto")
     assert "training.strategy fsdp" in note
+
+
+@pytest.mark.parametrize("training", [{"strategy": "deepspeed", "zero_stage": 2},
+                                      {"strategy": "deepspeed", "zero_stage": 3}, {"strategy": "fsdp"}],
+                         ids=["zero2", "zero3", "fsdp"])
+def test_each_strategy_exports_in_axolotl_s_keys_and_imports_back(training):
+    """DeepSpeed as the file Axolotl ships for the stage, FSDP as FSDP2; the import takes the process count
+    from the launch (devices: auto), so a run on every free GPU comes back as it was."""
+    run = RunConfig.from_dict({"training": {**training, "devices": "auto"}})
+    text = export(run, "axolotl")
+    assert "training.strategy" not in text and "training.zero_stage" not in text
+    config = yaml.safe_load(text)
+    if training["strategy"] == "deepspeed":
+        assert config["deepspeed"] == f"deepspeed_configs/zero{training['zero_stage']}.json"
+    else:
+        assert config["fsdp_version"] == 2 and config["fsdp_config"]["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    back, notes = imported(config)
+    assert back == dataclasses.replace(run, data=dataclasses.replace(run.data, format="chat"))
+    key = "deepspeed" if training["strategy"] == "deepspeed" else "fsdp_config"
+    assert [n.split(" as ")[0] for n in notes] == [f"{key}: carried over"]
 
 
 def test_fsdp_and_deepspeed_together_carry_neither():

@@ -49,3 +49,13 @@ def test_target_spellings_export_the_same_way():
     names = to_axolotl(RunConfig.from_dict({"lora": {"target_modules": ["q_proj", "v_proj"]}}))
     assert names["lora_target_modules"] == ["q_proj", "v_proj"]
 
+
+
+def test_the_strategy_is_carried_in_axolotl_s_keys_and_ddp_adds_none():
+    """DDP is what Axolotl does without a key; the others are written, never listed as not carried over."""
+    strategy_keys = {"deepspeed", "fsdp", "fsdp_config", "fsdp_version"}
+    assert not strategy_keys & to_axolotl(RunConfig.from_dict({"training": {"devices": 2}})).keys()
+    for training in ({"strategy": "deepspeed", "zero_stage": 3}, {"strategy": "fsdp"}):
+        run = RunConfig.from_dict({"training": {**training, "devices": 2}})
+        assert strategy_keys & to_axolotl(run).keys()
+        assert [d.split(" ")[0] for d in axolotl_dropped(run)] == ["training.devices"]

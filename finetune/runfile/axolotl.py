@@ -32,9 +32,12 @@ COMPOSED = {
     "model.quantization": "adapter (lora | qlora) with load_in_4bit / load_in_8bit",
     "lora.target_modules": "lora_target_linear: true, or lora_target_modules",
     "data.path": "datasets[0].path (and ds_type for JSON files)",
-    "data.format": "datasets[0].type",
+    "data.format": "datasets[0].type (ORPO_TYPE for orpo; left out for grpo)",
     "data.name": "datasets[0].name",
     "data.split": "datasets[0].split",
+    "training.strategy": "deepspeed: deepspeed_configs/zero{N}.json, or fsdp_version: 2 with fsdp_config "
+                         "(left out for ddp)",
+    "training.zero_stage": "the N of deepspeed_configs/zero{N}.json (strategy deepspeed)",
     "method.name": "rl: dpo | kto | orpo | grpo (left out for sft)",
     "method.beta": "rl_beta (dpo, kto, orpo), trl.beta (grpo)",
     "method.num_generations": "trl.num_generations",
@@ -54,8 +57,6 @@ NOT_IN_AXOLOTL = {
     "lora.alpha_pattern": "no Axolotl key",
     "lora.init_lora_weights": "no Axolotl key for the LoRA initialisation",
     "training.devices": "Axolotl's launcher sets the processes (accelerate launch --num_processes)",
-    "training.strategy": "Axolotl takes fsdp_config or a DeepSpeed JSON file of its own",
-    "training.zero_stage": "Axolotl takes a DeepSpeed JSON file of its own",
     "hub.private": "no Axolotl key: the repository is created with the Hub's default visibility",
     "hub.merged": "Axolotl pushes the adapter; it merges with its own merge_lora command",
     "training.early_stopping_threshold": "no Axolotl key: Axolotl stops on any improvement",
@@ -66,3 +67,5 @@ NOT_IN_AXOLOTL = {
 }
 # The method settings Axolotl's GRPO takes under its `trl:` mapping, same names.
 TRL_GRPO = ("beta", "num_generations", "max_completion_length", "temperature", "top_p")
+# Axolotl's one dataset type for ORPO (prompt_strategies/orpo): chosen/rejected as message lists.
+ORPO_TYPE = "chat_template.argilla"

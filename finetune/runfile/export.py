@@ -24,10 +24,8 @@ def to_axolotl(run: RunConfig) -> dict:
         out["lora_target_linear"] = True
     else:  # a list of names, or a string Axolotl passes through to PEFT as a regular expression
         out["lora_target_modules"] = lora.target_modules
-    # `auto` is settled when the data is read; Axolotl needs a type up front, and chat is the common case.
     data_path = resolve_data(data.path)
-    fmt = data.format if data.format != "auto" else DATA_FORMATS[run.method.name][0]
-    dataset = {"path": data_path, "type": BY_NAME[fmt].axolotl}
+    dataset = {"path": data_path, **dataset_type(run)}
     if data.name:
         dataset["name"] = data.name
     if data.split != "train":
@@ -52,9 +50,39 @@ def to_axolotl(run: RunConfig) -> dict:
             out["trl"] = {k: getattr(method, k) for k in axolotl.TRL_GRPO if getattr(method, k) is not None}
         else:
             out["rl_beta"] = method.beta
+    out.update(strategy(run))
     # Further TrainingArguments keys keep their names: Axolotl's config takes them as they are (eval_strategy...).
     out.update(run.training_extra)
     return out
+
+
+def dataset_type(run: RunConfig) -> dict:
+    """datasets[0].type as Axolotl's reader for this method takes it (its rl readers: utils/data/rl.py and
+    prompt_strategies/dpo|kto|orpo). `auto` is settled when the data is read; Axolotl needs a type up front,
+    so it gets the method's first format."""
+    method = run.method.name
+    if method == "grpo":
+        # A typed dataset goes to Axolotl's DPO reader (chosen/rejected); a typeless one reaches GRPO as it is.
+        return {}
+    if method == "orpo":
+        # ORPO's only reader: chosen and rejected as message lists, each ending with the answer, with an optional
+        # prompt string and system. The preference format reads those rows too; Axolotl refuses string answers.
+        return {"type": axolotl.ORPO_TYPE}
+    fmt = run.data.format if run.data.format != "auto" else DATA_FORMATS[method][0]
+    return {"type": BY_NAME[fmt].axolotl}
+
+
+def strategy(run: RunConfig) -> dict:
+    """How several GPUs share the model, in Axolotl's keys: one of the DeepSpeed files Axolotl ships (`axolotl
+    fetch deepspeed_configs`) for the ZeRO stage, or FSDP2 sharding each decoder layer as the job does (with no
+    class named, accelerate wraps the model's own _no_split_modules, its decoder layers)."""
+    training = run.training
+    if training.strategy == "deepspeed":
+        return {"deepspeed": f"deepspeed_configs/zero{training.zero_stage}.json"}
+    if training.strategy == "fsdp":
+        return {"fsdp_version": 2, "fsdp_config": {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                                                   "reshard_after_forward": True}}
+    return {}
 
 
 def axolotl_dropped(run: RunConfig) -> list[str]:
@@ -74,4 +102,7 @@ def export(run: RunConfig, to: str) -> str:
         raise ValueError(f"unknown export {to!r}: the PEFT script is finetune.train.export_peft.to_peft")
     # What Axolotl cannot take is said in comments at the top: they are kept by YAML readers and by people.
     notes = "".join(f"# not carried over: {line}\n" for line in axolotl_dropped(run))
+    if run.method.name == "orpo":
+        notes += (f"# datasets[0]: Axolotl's ORPO reads {axolotl.ORPO_TYPE} only: chosen and rejected as lists of "
+                  "role/content messages ending with the answer (plain-string answers fail there)\n")
     return notes + yaml.safe_dump(to_axolotl(run), sort_keys=False)
