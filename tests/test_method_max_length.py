@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from finetune.demo import MODEL_DIR
-from finetune.train.job import main, setup
+from finetune.train.job import main, report_data, setup
 from finetune.train.methods import long_prompts, prompt_lengths
 from finetune.train.runfolder import RunFolder
 
@@ -68,3 +68,14 @@ def test_a_grpo_job_with_prompts_past_max_length_stops_before_generating_with_on
 def test_other_methods_still_hand_max_length_to_trl(tmp_path):
     plan = setup(write(tmp_path, {"path": "demo", "max_length": 8}, {"name": "dpo"}), resume=False)
     assert plan.args.max_length == 8
+
+
+def test_grpo_rows_are_not_counted_as_truncated_as_other_methods_rows_are(tmp_path, write_jsonl, capsys):
+    """GRPO truncates nothing (a long prompt is refused above); its completion column feeds the rewards only,
+    so a short prompt with a long completion is no truncated example, while SFT reads the same row whole."""
+    rows = [{"prompt": "Where does the fox live?", "completion": "In the forest, " * 20}] * 2
+    data = {"path": str(write_jsonl(rows)), "format": "prompt_completion", "max_length": 32}
+    report_data(setup(write(tmp_path, data), resume=False))
+    assert "truncated" not in capsys.readouterr().out
+    report_data(setup(write(tmp_path, data, {"name": "sft"}), resume=False))
+    assert "2 of 2 examples are longer than data.max_length=32 tokens and will be truncated" in capsys.readouterr().out

@@ -116,7 +116,8 @@ class DataSection:
     name: str | None = setting(None, "Configuration name of a Hub dataset.", OrNull(Str(nonempty=True)))
     split: str = setting("train", "Split of a Hub dataset to train on.", Str(nonempty=True))
     max_length: int = setting(512, "Tokens per example, 8 to 1,048,576; longer examples are truncated "
-                              "(and counted).",
+                              "(and counted). GRPO: tokens per prompt; a longer prompt stops the run before "
+                              "training.",
                               Int(ge=8, le=1_048_576))
     packing: bool = setting(False, "Pack several short examples into each sequence of max_length tokens.", Flag())
     eval_size: float = setting(0.0, "Held out for evaluation: a fraction in (0, 1) or a whole number of "

@@ -183,6 +183,10 @@ def report_data(plan: Plan) -> None:
     ex, data = plan.examples, plan.run.data
     n_eval = len(ex.eval) if ex.eval is not None else 0
     print(f"data: {data.path} ({ex.format}), {len(ex.train)} training and {n_eval} evaluation examples", flush=True)
+    if plan.run.method.name == "grpo":
+        # GRPO truncates nothing: setup refused prompts past max_length (methods.long_prompts), and a completion
+        # column is only read by the rewards, so counting a row with it would report truncation that never happens.
+        return
     too_long, checked = count_too_long(ex.train, plan.tokenizer, data.max_length)
     if too_long:
         about = "" if checked == len(ex.train) else f" (estimated from {checked})"
