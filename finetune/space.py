@@ -8,6 +8,9 @@ alone. The two answers every module asks here, never of the environment itself:
   named last in X-Forwarded-For), and its network (listening on 0.0.0.0). The Space sets SYSTEM=spaces beside
   SPACE_ID (what Gradio's own sign-in checks); SPACE_ID alone, set by hand elsewhere, gets none of these.
 
+- `remote_code_allowed` / `own_code_allowed`: whether code that does not come with the app may run (the app
+  refuses such run files, the job refuses their rewards, the Axolotl import leaves trust_remote_code out).
+
 - ZeroGPU hardware lends a GPU only to short calls inside the app's own process (functions decorated
   with `spaces.GPU`, capped at minutes); a training job is a separate process running for minutes to
   hours, so it never gets a GPU there. The `spaces` package recognises ZeroGPU by SPACES_ZERO_GPU.
@@ -31,6 +34,24 @@ def real_space(env: Mapping[str, str] | None = None) -> bool:
     """Whether this process runs on a real Space: SPACE_ID and SYSTEM=spaces, both set by the Space itself."""
     env = os.environ if env is None else env
     return on_space(env) and env.get("SYSTEM") == "spaces"
+
+
+# Code that does not come with the app (a model repository's own Python, a run file's reward function) runs
+# only where the host opts in: the switch, as every refusal names it.
+REMOTE_CODE_SWITCH = "FINETUNE_ALLOW_REMOTE_CODE=1"
+
+
+def remote_code_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """Whether code someone else wrote may run here (model.trust_remote_code runs the model repository's
+    Python): only where the host set FINETUNE_ALLOW_REMOTE_CODE=1, on a Space or not."""
+    env = os.environ if env is None else env
+    return env.get("FINETUNE_ALLOW_REMOTE_CODE", "").strip() == "1"
+
+
+def own_code_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """Whether a run file's own code (a GRPO `python` reward) may run here. Outside a Space the run file is
+    its author's, run on their own machine; on a Space it is a visitor's, so it is code someone else wrote."""
+    return not on_space(env) or remote_code_allowed(env)
 
 
 def zero_gpu(env: Mapping[str, str] | None = None) -> bool:

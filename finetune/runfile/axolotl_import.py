@@ -7,13 +7,14 @@ writes what it can carry into the run dict and returns one note per key it canno
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Mapping
 from pathlib import PurePath
 
 from finetune.runfile.data_formats import SHAREGPT_ROLES
 from finetune.runfile.parallel import AUTO
 from finetune.runfile.validators import show
+from finetune.space import REMOTE_CODE_SWITCH, remote_code_allowed
 
 # Keys these readers take; the importer's generic loop leaves them alone.
 KEYS = {"deepspeed", "fsdp", "fsdp_config", "fsdp_version", "trust_remote_code", "flash_attention",
@@ -72,21 +73,21 @@ def _zero_stage(deepspeed) -> int | None:
     return None
 
 
-def trust_remote_code(raw: dict, run: dict) -> list[str]:
+def trust_remote_code(raw: dict, run: dict, env: Mapping[str, str] | None = None) -> list[str]:
     """trust_remote_code runs the model repository's Python on this machine. It is carried only where its
-    host allows trusted code (FINETUNE_ALLOW_REMOTE_CODE=1, the rule the app applies to run files,
-    finetune/ui/access.py), and said either way."""
+    host allows code someone else wrote (finetune.space.remote_code_allowed, the rule the app applies to run
+    files), and said either way."""
     value = raw.get("trust_remote_code")
     if value in (None, False):
         return []
     if value is not True:
         return [f"model.trust_remote_code: {show(value)} is not carried over (true or false)"]
-    if os.environ.get("FINETUNE_ALLOW_REMOTE_CODE", "").strip() == "1":
+    if remote_code_allowed(env):
         run.setdefault("model", {})["trust_remote_code"] = True
         return ["model.trust_remote_code: true carried over: the model repository's own Python code will run "
-                "when the model loads (this machine allows it: FINETUNE_ALLOW_REMOTE_CODE=1)"]
+                f"when the model loads (this machine allows it: {REMOTE_CODE_SWITCH})"]
     return ["model.trust_remote_code: true is not carried over: it runs the model repository's own Python code, "
-            "which this machine does not allow (FINETUNE_ALLOW_REMOTE_CODE=1 allows it); set it yourself in the "
+            f"which this machine does not allow ({REMOTE_CODE_SWITCH} allows it); set it yourself in the "
             "run file if you trust the model's author"]
 
 

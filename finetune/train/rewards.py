@@ -4,14 +4,13 @@ trl.GRPOTrainer calls with a batch of prompts and their generated completions, o
 Each callable carries its name (rewards.names: `contains`, `regex`, `contains_2`...), which TRL logs as
 rewards/<name>/mean. Built-in rewards score in linear time, except `regex`, whose user pattern is matched by
 finetune.model.patterns (bounded CPU time in a helper process): a pattern that would backtrack for minutes stops
-the job with one line instead of hanging it. A `python` reward runs the user's own code: refused on a Space
-unless its host allows trusted code (FINETUNE_ALLOW_REMOTE_CODE=1, as for model.trust_remote_code).
+the job with one line instead of hanging it. A `python` reward runs the run file's own code: refused where
+finetune.space.own_code_allowed says so (on a Space, unless its host opts in).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from finetune.errors import RunFileError
 from finetune.runfile import RunConfig
 from finetune.runfile.rewards import names, search_pattern
 from finetune.runfile.validators import show
-from finetune.space import on_space
+from finetune.space import REMOTE_CODE_SWITCH, own_code_allowed
 
 
 def text_of(completion) -> str:
@@ -91,14 +90,12 @@ def tagged(text: str, tags: list[str]) -> bool:
 
 
 def code_problems(run: RunConfig, env: Mapping[str, str] | None = None) -> list[str]:
-    """A `python` reward runs the run file's own code in this process: on a Space only where its host allows
-    trusted code, as model.trust_remote_code (finetune/ui/access.py asks the same)."""
-    env = os.environ if env is None else env
-    allowed = env.get("FINETUNE_ALLOW_REMOTE_CODE", "").strip() == "1"
-    if run.method.name != "grpo" or not on_space(env) or allowed:
+    """A `python` reward runs the run file's own code in this process: only where finetune.space allows it
+    (finetune/ui/access.py asks the same before launch)."""
+    if run.method.name != "grpo" or own_code_allowed(env):
         return []
     return [f"method.rewards[{i}]: a python reward runs your own code, which is turned off on this server (its host "
-            "can allow it with FINETUNE_ALLOW_REMOTE_CODE=1)"
+            f"can allow it with {REMOTE_CODE_SWITCH})"
             for i, r in enumerate(run.method.rewards) if r["type"] == "python"]
 
 

@@ -12,7 +12,8 @@ import os
 from collections.abc import Mapping
 
 from finetune.runfile.limits import cut
-from finetune.space import on_space, real_space
+from finetune.space import REMOTE_CODE_SWITCH, on_space, real_space
+from finetune.space import remote_code_allowed as remote_code_allowed  # the page asks it here (the form's box)
 
 on_a_space = real_space   # the owner's rule (finetune/space.py) under the name tests/security/test_small.py uses
 
@@ -76,12 +77,6 @@ def oauth_available() -> bool:
     return all(importlib.util.find_spec(name) for name in ("authlib", "itsdangerous"))
 
 
-def remote_code_allowed(env: Mapping[str, str] | None = None) -> bool:
-    """trust_remote_code runs a model repository's Python in this server: off unless the host opts in."""
-    env = os.environ if env is None else env
-    return env.get("FINETUNE_ALLOW_REMOTE_CODE", "").strip() == "1"
-
-
 def policy_problems(run, env: Mapping[str, str] | None = None, uploads=None) -> list[str]:
     """What this server refuses in a run that is otherwise valid, one line each. `uploads`: the folder
     uploaded datasets are kept in (default: the runs directory's .uploads)."""
@@ -90,7 +85,7 @@ def policy_problems(run, env: Mapping[str, str] | None = None, uploads=None) -> 
     out = server_path_problems(run, env, uploads)
     if run.model.trust_remote_code and not remote_code_allowed(env):
         out.append("model.trust_remote_code: true is turned off on this server (its host can allow it with "
-                   "FINETUNE_ALLOW_REMOTE_CODE=1)")
+                   f"{REMOTE_CODE_SWITCH})")
     # A GRPO `python` reward runs the run file's own code, as trust_remote_code does: refused here, before
     # launch, by the job's own rule (the job asks it again, for runs that come another way).
     return out + code_problems(run, env)
