@@ -75,9 +75,9 @@ def is_job_process(pid, folder: RunFolder) -> bool:
         return True
     if str(folder.run_yaml) in cmdline:
         return True
-    # A job started by hand (`python -m finetune train my.yaml`) counts only if it runs this folder: any
-    # `finetune train` used to count, so a status.json naming the PID of another user's job got it
-    # adopted, and cancelled.
+    # A job started by hand (`python -m finetune train my.yaml`) counts only if it runs this folder: a
+    # status.json can name any PID, and counting every `finetune train` would adopt (and cancel) another
+    # user's job.
     run_file = _run_file_argument(cmdline)
     if run_file is None:
         return False

@@ -6,10 +6,10 @@ so a reader never sees half a file, and each update (read, change, write) holds 
 only ever appended to, one JSON object per line.
 
 Reading never trusts the folder: anyone with a shell can leave anything there (a status.json of one byte
-0xff, a JSON list, a file cut short by a full disk, /dev/zero). Before, one such file raised in the job
-manager's every poll and stopped its queue. Now a status.json that is not a status reads as state `broken`
-with a one-line reason (finetune/train/statusfile.py), never as a default state, and metrics.jsonl yields
-only the records it holds.
+0xff, a JSON list, a file cut short by a full disk, /dev/zero), and the job manager reads it on every poll:
+one such file raising there would stop its queue. So a status.json that is not a status reads as state
+`broken` with a one-line reason (finetune/train/statusfile.py), never as a default state, and metrics.jsonl
+yields only the records it holds.
 """
 
 from __future__ import annotations
