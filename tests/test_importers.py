@@ -80,6 +80,17 @@ def test_export_then_import_gives_back_the_same_run(name, tmp_path, capsys):
     assert RunConfig.from_dict(yaml.safe_load(out)) == run and err == ""
 
 
+def test_a_multi_gpu_run_exports_and_imports_back_through_the_cli(tmp_path, capsys):
+    """The strategy travels as Axolotl's own keys (a shipped DeepSpeed file); what `import` prints loads to the
+    same run, and its one note says the process count is Axolotl's launch's (devices: auto)."""
+    run = resolved(RunConfig.from_dict({"training": {"strategy": "deepspeed", "zero_stage": 3, "devices": "auto"}}))
+    config = tmp_path / "axolotl.yml"
+    config.write_text(export(run, "axolotl"))
+    assert main(["import", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert RunConfig.from_dict(yaml.safe_load(out)) == run
+    assert "training.strategy deepspeed, zero_stage 3, on devices: auto" in err and "not carried" not in err
+
 
 def test_a_grpo_config_imports_all_but_its_rewards_and_says_so_in_one_line(tmp_path, capsys):
     """Axolotl's GRPO names its rewards as Python import paths, which a run file does not carry: the export
