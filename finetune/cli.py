@@ -72,14 +72,19 @@ def cmd_count(args) -> int:
 
 def cmd_train(args) -> int:
     from finetune.adapter.hub import push_when_done
-    from finetune.train.job import main as train_main
-
-    if args.runner is None and not args.dry_run:
-        return train_main(args.run, resume=args.resume, when_done=push_when_done)  # the job reads its own file
     from finetune.runfile import load_run
     from finetune.runfile.runner import HF_JOBS, LOCAL
+    from finetune.train.job import main as train_main
 
-    run = load_run(args.run)
+    try:
+        run = load_run(args.run)
+    except RunFileError:
+        if args.runner is not None or args.dry_run:
+            raise
+        # The job says what is wrong, in the status of a folder waiting for it too (finetune/train/outcome.py).
+        return train_main(args.run, resume=args.resume, when_done=push_when_done)
+    if args.runner is None and not run.runner.remote and not args.dry_run:
+        return train_main(args.run, resume=args.resume, when_done=push_when_done)  # the job reads its own file
     if args.runner is not None:
         run.runner.where = HF_JOBS if args.runner == "hf-jobs" else LOCAL
         run = type(run).from_dict(run.to_dict())   # checked again: a local data file cannot go to a job

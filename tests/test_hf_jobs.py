@@ -287,3 +287,12 @@ def test_a_refused_submission_is_one_line_not_a_traceback(service, tmp_path, cap
     error = RunFolder(out).read_status()["error"]
     assert error.startswith("Hugging Face did not start the job: ") and "\n" not in error
     assert "Traceback" not in capsys.readouterr().out
+
+
+def test_train_on_a_run_file_that_says_hf_jobs_follows_a_job_and_never_trains_here(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"training: {{output_dir: {tmp_path / 'out'}, max_steps: 2}}\n{HF}")
+    done = cli("train", str(path), env={remote.TOKEN_ENV: TOKEN, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 1 and "training:" not in done.stdout, done.stdout   # no local training started
+    status = RunFolder(tmp_path / "out").read_status()
+    assert status["runner"] == "hf_jobs" and status["error"].startswith("Hugging Face did not start the job")
