@@ -2,6 +2,7 @@
 `huggingface_hub.HfApi` code runs against it (HTTP, JSON, the log's server-sent events, its reconnects):
 
     GET  /api/whoami-v2                        the token's user
+    GET  /api/jobs/hardware                    the flavours and their prices (`hardware`, set by a test)
     POST /api/jobs/{namespace}                 create a job: stage SCHEDULING, then RUNNING
     GET  /api/jobs/{namespace}/{id}            the job (JobInfo's JSON)
     GET  /api/jobs/{namespace}/{id}/logs       its log as SSE `data: {"data": line, "timestamp": ...}` events,
@@ -115,6 +116,7 @@ class FakeJobs:
         self.jobs: dict[str, Job] = {}
         self.cancels: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.hardware: list[dict] = []   # what GET /api/jobs/hardware lists
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -162,6 +164,8 @@ def _handler(server: FakeJobs):
             path = self.path.split("?")[0]
             if path == "/api/whoami-v2":
                 return self._json({"name": USER, "type": "user", "auth": {"accessToken": {"role": "write"}}})
+            if path == "/api/jobs/hardware":
+                return self._json(server.hardware)
             m = re.fullmatch(r"/api/jobs/([^/]+)/([^/]+)(/logs)?", path)
             job = server.jobs.get(m.group(2)) if m else None
             if job is None:

@@ -296,3 +296,17 @@ def test_train_on_a_run_file_that_says_hf_jobs_follows_a_job_and_never_trains_he
     assert done.returncode == 1 and "training:" not in done.stdout, done.stdout   # no local training started
     status = RunFolder(tmp_path / "out").read_status()
     assert status["runner"] == "hf_jobs" and status["error"].startswith("Hugging Face did not start the job")
+
+
+def test_prices_come_from_the_hub_when_it_answers(service):
+    from finetune.jobs.hf_jobs import live_prices
+
+    service.hardware = [
+        {"name": "a10g-small", "prettyName": "Nvidia A10G - small", "cpu": "4 vCPU", "ram": "15 GB",
+         "accelerator": {"type": "gpu", "model": "A10G", "quantity": "1", "vram": "24 GB", "manufacturer": "Nvidia"},
+         "unitCostMicroUSD": 18334, "unitCostUSD": 0.018334, "unitLabel": "minute"},
+        {"name": "cpu-basic", "prettyName": "CPU Basic", "cpu": "2 vCPU", "ram": "16 GB", "accelerator": None,
+         "unitCostMicroUSD": 167, "unitCostUSD": 0.000167, "unitLabel": "minute"}]
+    assert live_prices(FakeApi(service.url, service.root)) == {"a10g-small": 1.1, "cpu-basic": 0.01}
+    service.hardware = {"error": "not a list"}
+    assert live_prices(FakeApi(service.url, service.root)) == {}   # a price list is never a reason to fail

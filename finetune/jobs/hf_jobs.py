@@ -126,3 +126,19 @@ def fetch_adapter(api, namespace: str, volume_id: str, into: Path, token: str) -
     if pairs:
         api.download_bucket_files(bucket, pairs, token=token)
     return len(pairs)
+
+
+def live_prices(api=None) -> dict[str, float]:
+    """{flavour: US$ per hour} as Hugging Face bills it now (`GET /api/jobs/hardware`), for the flavours it
+    lists; {} where the Hub cannot be reached (offline, no network): the published table stands then."""
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return {}
+    try:
+        listed = (api or HfApi()).list_jobs_hardware()
+    except Exception:   # a price list is a nicety: never a reason for the page not to load
+        return {}
+    per = {"minute": 60, "hour": 1, "second": 3600}
+    return {hw.name: round(hw.unit_cost_usd * per[hw.unit_label], 4) for hw in listed
+            if hw.unit_label in per and isinstance(hw.unit_cost_usd, (int, float))}

@@ -4,7 +4,7 @@ memory one GPU has (what the memory verdict compares with: a run trains on one d
 Prices are the list prices of Hugging Face's hardware table (docs: "Using GPU Spaces", the same machines bill
 Jobs by the minute); a flavour whose price that table does not give has None, and the page then says "see
 the Hub". Where the Hub can be reached, `GET /api/jobs/hardware` (`HfApi.list_jobs_hardware`) is the
-authority and its prices replace these (finetune/jobs/hf_jobs.py).
+authority and its prices replace these on the page (finetune/jobs/hf_jobs.live_prices, ui/runner_view.py).
 """
 
 from __future__ import annotations

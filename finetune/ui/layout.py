@@ -47,7 +47,7 @@ CSS = """
 #count-details td.num, #count-details th.num { text-align: right; font-variant-numeric: tabular-nums; }
 #form-errors { color: var(--error-text-color); }
 #form-errors:empty { display: none; }
-/* The run panel beside the form (issue 20): the Understand column stays in view while the form scrolls, so
+/* The run panel beside the form: the Understand column stays in view while the form scrolls, so
    the count and the memory verdict follow the sliders, and a launched run's progress and curve show at once
    (at 1366x768, without scrolling). It scrolls on its own when taller than the window. Sticky needs the
    scrolling ancestor to be the page: Gradio's container has overflow: hidden, which made it the (never
@@ -263,7 +263,7 @@ def training_section(d: Values) -> Form:
 
 
 def watch_settings(f: Form, d: Values) -> None:
-    """Watching a run learn (issue 18): early stopping, trackers writing in the run folder, and prompts the model
+    """Watching a run learn: early stopping, trackers writing in the run folder, and prompts the model
     answers at each evaluation (shown under the curve)."""
     with gr.Accordion("Early stopping, trackers and sample prompts", open=False, elem_id="watch-settings"):
         with gr.Row():

@@ -9,11 +9,14 @@ the run file).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import html
 from types import SimpleNamespace
 
 import gradio as gr
 
+from finetune.jobs import hf_jobs
 from finetune.model.fit import Gpu
 from finetune.runfile.flavors import FLAVORS, Flavor, cost_usd
 from finetune.runfile.runner import LOCAL, timeout_seconds
@@ -22,6 +25,14 @@ from finetune.ui.render import duration
 FLAVOR, TIMEOUT = "runner.flavor", "runner.timeout"
 KEYS = [FLAVOR, TIMEOUT]
 DEFAULT_TIMEOUT = "2h"
+
+
+@functools.lru_cache(maxsize=1)
+def flavors() -> dict[str, Flavor]:
+    """The table, with Hugging Face's current prices where it can be asked (once per app)."""
+    live = hf_jobs.live_prices()
+    return {name: dataclasses.replace(f, usd_per_hour=live.get(name, f.usd_per_hour))
+            for name, f in FLAVORS.items()}
 
 
 def price(f: Flavor) -> str:
@@ -34,13 +45,13 @@ def hardware(f: Flavor) -> str:
 
 def choices() -> list[tuple[str, str]]:
     return [("This machine", LOCAL)] + [(f"HF Jobs: {f.name} ({hardware(f)}, {price(f)})", f.name)
-                                        for f in FLAVORS.values()]
+                                        for f in flavors().values()]
 
 
 def gpu_of(flavor_name: str | None) -> Gpu | None:
     """The GPU the memory verdict is for when a run goes to a Jobs flavour (one device of it); None for this
     machine or a CPU flavour."""
-    f = FLAVORS.get(flavor_name or "")
+    f = flavors().get(flavor_name or "")
     if f is None or not f.gpus:
         return None
     return Gpu(f"hf:{f.name}", f"{f.label} on Hugging Face Jobs", f.gpu_memory, f.bf16)
@@ -60,7 +71,7 @@ def build(ui: SimpleNamespace, values: dict) -> None:
 
 def note(values: dict) -> str:
     """Before launch: the flavour, its price, what it costs at most."""
-    f = FLAVORS.get(values.get(FLAVOR) or "")
+    f = flavors().get(values.get(FLAVOR) or "")
     if f is None:
         return ""
     line = f"Trains on Hugging Face Jobs **{f.name}**: {html.escape(hardware(f))}, {price(f)}, billed per minute " \
@@ -77,7 +88,7 @@ def note(values: dict) -> str:
 def cost_line(status: dict) -> str | None:
     """While a run trains on Jobs: its flavour, the cost so far and at its ETA (list price)."""
     job = status.get("hf_job")
-    f = FLAVORS.get(job.get("flavor", "")) if isinstance(job, dict) else None
+    f = flavors().get(job.get("flavor", "")) if isinstance(job, dict) else None
     if f is None:
         return None
     parts = [f"on Hugging Face Jobs {f.name}"]
