@@ -310,3 +310,16 @@ def test_prices_come_from_the_hub_when_it_answers(service):
     assert live_prices(FakeApi(service.url, service.root)) == {"a10g-small": 1.1, "cpu-basic": 0.01}
     service.hardware = {"error": "not a list"}
     assert live_prices(FakeApi(service.url, service.root)) == {}   # a price list is never a reason to fail
+
+
+def test_cancel_from_the_manager_cancels_the_job_on_hugging_face(manager, service):
+    service.plan = {"kind": "script", "lines": [echo("metrics", {"step": i, "loss": 1.0}) for i in range(1, 400)],
+                    "pause": 0.05}
+    run_id = manager.submit(remote_run(Path("ignored")).to_yaml(), token=TOKEN)
+    deadline = time.monotonic() + 30
+    while not manager.status(run_id).get("losses") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    manager.cancel(run_id)
+    status = manager.wait(run_id, timeout=60)
+    assert status["state"] == "cancelled" and service.cancels == [status["hf_job"]["id"]]
+    assert status["hf_job"]["stage"] == "CANCELED" and len(status["losses"]) < 399
