@@ -95,9 +95,9 @@ def is_job_process(pid, folder: RunFolder) -> bool:
 
 
 def _run_file_argument(cmdline: list[str]) -> str | None:
-    """The run file of `... -m finetune train RUN` or `... -m finetune.train RUN`, else None."""
+    """The run file of `... -m finetune train RUN`, else None."""
     for i, arg in enumerate(cmdline):
-        if arg == "finetune.train" or (arg == "train" and i and cmdline[i - 1].endswith("finetune")):
+        if arg == "train" and i and cmdline[i - 1].endswith("finetune"):
             rest = [a for a in cmdline[i + 1:] if not a.startswith("-")]
             return rest[0] if rest else None
     return None

@@ -15,7 +15,6 @@ stdout and stderr are the job's log (the job manager sends them to train.log).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -354,11 +353,3 @@ def run_job(run_path: str, resume: bool, stopper, when_done: Callable[[Path], ob
         return 0
     except BaseException as exc:   # one line in status.json and train.log; a full disk without a traceback
         return outcome.failed(folder, exc, main_rank)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.train", description="Run a LoRA training job.")
-    parser.add_argument("run", help="the run file (YAML or JSON)")
-    parser.add_argument("--resume", action="store_true", help="go on from the last checkpoint in output_dir")
-    args = parser.parse_args(argv)
-    return main(args.run, args.resume)

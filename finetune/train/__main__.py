@@ -1,5 +1,0 @@
-import sys
-
-from finetune.train.job import cli
-
-sys.exit(cli())
