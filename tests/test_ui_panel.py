@@ -128,7 +128,8 @@ def test_new_module_choices_redraw_the_ticks_with_unknown_names_shown(start, phi
 
 def test_the_count_view_is_keyed_by_its_components(start):
     ui = SimpleNamespace(param_count="param_count", count_details="count_details", errors="errors",
-                         launch="launch", memory="memory", apply_fix="apply_fix", runner_note="runner_note")
+                         launch="launch", memory="memory", apply_fix="apply_fix", runner_note="runner_note",
+                         form={"runner.timeout": "runner_timeout"})
     view = panel.count_view(ui, start["values"], {}, start["info"])
     assert list(view) == panel.count_outputs(ui)
     assert "trainable parameters" in view["param_count"] and view["errors"] == ""

@@ -75,3 +75,11 @@ def test_the_api_status_carries_the_job_but_not_its_bookkeeping():
                                              "namespace": "alice", "volume": "run-1", "lines": 40}}
     assert public_status(status)["hf_job"] == {"id": "abc", "flavor": "h200", "stage": "RUNNING", "url": "u"}
     assert public_status({"state": "running"})["hf_job"] is None
+
+
+def test_the_timeout_shows_for_a_jobs_flavour_only(start):
+    from types import SimpleNamespace
+
+    ui = SimpleNamespace(runner_note="note", form={"runner.timeout": "timeout"})
+    assert runner_view.updates(ui, {"runner.flavor": "local"}, "")["timeout"].visible is False
+    assert runner_view.updates(ui, {"runner.flavor": "l4x1"}, "x")["timeout"].visible is True

@@ -47,6 +47,7 @@ CSS = """
 #count-details td.num, #count-details th.num { text-align: right; font-variant-numeric: tabular-nums; }
 #form-errors { color: var(--error-text-color); }
 #form-errors:empty { display: none; }
+#runner-note:empty { display: none; }
 /* The run panel beside the form: the Understand column stays in view while the form scrolls, so
    the count and the memory verdict follow the sliders, and a launched run's progress and curve show at once
    (at 1366x768, without scrolling). It scrolls on its own when taller than the window. Sticky needs the
@@ -297,8 +298,8 @@ def understand_column(ui: SimpleNamespace, initial: dict) -> None:
     ui.param_count = gr.HTML(initial["count"], elem_id="param-count")
     memory_view.build_panel(ui, initial)   # will it fit: #memory-estimate, #apply-fix (the picker is in the form)
     ui.errors = gr.Markdown(initial["errors"], elem_id="form-errors")
-    runner_view.build(ui, initial["values"])   # this machine or a Hugging Face Jobs flavour, its timeout, the cost
     with gr.Row(equal_height=True):
+        runner_view.build_choice(ui, initial["values"])   # this machine or a Hugging Face Jobs flavour
         ui.launch = gr.Button("Launch training", variant="primary", scale=2, elem_id="launch",
                               interactive=initial["launchable"])
         # Shown only while the selected run is queued or running (ui/live.py).
@@ -308,6 +309,7 @@ def understand_column(ui: SimpleNamespace, initial: dict) -> None:
                                     elem_id="force-cancel")
         # Shown for a cancelled or failed run that saved a checkpoint: `train RUN --resume`, same folder.
         ui.resume = gr.Button("Resume from checkpoint", visible=False, scale=1, min_width=110, elem_id="resume")
+    runner_view.build_details(ui, initial["values"])   # a Jobs flavour's timeout and cost; nothing for this machine
 
 
 def watch_section(ui: SimpleNamespace) -> None:

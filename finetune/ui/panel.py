@@ -71,8 +71,9 @@ def understand(values: dict, extra: dict, info: dict) -> dict:
 
 def count_outputs(ui) -> list:
     """The components count_view updates, for an event's outputs: #param-count, #count-details, #form-errors,
-    #launch, #memory-estimate, #apply-fix and #runner-note."""
-    return [ui.param_count, ui.count_details, ui.errors, ui.launch, ui.memory, ui.apply_fix, ui.runner_note]
+    #launch, #memory-estimate, #apply-fix, #runner-note and the Jobs timeout (shown for a Jobs flavour)."""
+    return [ui.param_count, ui.count_details, ui.errors, ui.launch, ui.memory, ui.apply_fix, ui.runner_note,
+            ui.form[runner_view.TIMEOUT]]
 
 
 def count_view(ui, values: dict, extra: dict, info: dict) -> dict:
@@ -80,7 +81,7 @@ def count_view(ui, values: dict, extra: dict, info: dict) -> dict:
     panel = understand(values, extra, info)
     return {ui.param_count: panel["count"], ui.count_details: panel["details"], ui.errors: panel["errors"],
             ui.launch: gr.Button(interactive=panel["launchable"]), **memory_view.updates(ui, panel),
-            ui.runner_note: panel["runner_note"]}
+            **runner_view.updates(ui, values, panel["runner_note"])}
 
 
 def run_file_text(values: dict, extra: dict, info: dict) -> str:

@@ -57,16 +57,27 @@ def gpu_of(flavor_name: str | None) -> Gpu | None:
     return Gpu(f"hf:{f.name}", f"{f.label} on Hugging Face Jobs", f.gpu_memory, f.bf16)
 
 
-def build(ui: SimpleNamespace, values: dict) -> None:
-    """The choice and its timeout in a row, into ui.form, and the note under them (#runner-note)."""
+def build_choice(ui: SimpleNamespace, values: dict) -> None:
+    """The choice, in Launch's row (its options say what they are: no label, so the run's curve stays in view
+    at 1366x768)."""
+    ui.form[FLAVOR] = gr.Dropdown(choices(), value=values.get(FLAVOR) or LOCAL, show_label=False, container=False,
+                                  scale=2, min_width=160, elem_id="runner-flavor")
+
+
+def build_details(ui: SimpleNamespace, values: dict) -> None:
+    """Under Launch, for a Jobs flavour only: its timeout and what the run may cost (#runner-note)."""
+    remote = (values.get(FLAVOR) or LOCAL) != LOCAL
     with gr.Row(equal_height=True):
-        ui.form[FLAVOR] = gr.Dropdown(choices(), value=values.get(FLAVOR) or LOCAL, label="Train on", scale=3,
-                                      elem_id="runner-flavor", info="This machine, or a GPU rented from Hugging "
-                                      "Face Jobs by the minute, in your own account (sign-in required).")
         ui.form[TIMEOUT] = gr.Textbox(values.get(TIMEOUT) or DEFAULT_TIMEOUT, label="Jobs timeout", scale=1,
-                                      min_width=90, elem_id="runner-timeout",
-                                      info="Then Hugging Face stops the job (and the bill): 30m, 2h, 1d.")
-    ui.runner_note = gr.Markdown(note(values), elem_id="runner-note")
+                                      min_width=90, elem_id="runner-timeout", visible=remote,
+                                      info="Then Hugging Face stops the job, and the bill: 30m, 2h, 1d.")
+        ui.runner_note = gr.Markdown(note(values), elem_id="runner-note")
+
+
+def updates(ui: SimpleNamespace, values: dict, text: str) -> dict:
+    """The note and the timeout's visibility, for the Understand panel's updates."""
+    return {ui.runner_note: text,
+            ui.form[TIMEOUT]: gr.Textbox(visible=(values.get(FLAVOR) or LOCAL) != LOCAL)}
 
 
 def note(values: dict) -> str:
