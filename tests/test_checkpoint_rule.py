@@ -81,7 +81,7 @@ def test_the_manager_resumes_only_what_the_job_resumes(tmp_path):
             folder.write_status(state="cancelled", step=4)
             checkpoint(folder.path, made, complete=made == "checkpoint-abc")
             assert not job_resumes(folder.path)
-            with pytest.raises(RunFileError, match="no complete checkpoint"):
+            with pytest.raises(RunFileError, match="no checkpoint to go on from"):
                 manager.resume(name)
     finally:
         manager.shutdown()

@@ -140,8 +140,8 @@ class JobManager:
                                    "run can be resumed")
             on_jobs = status.get("runner") == remote.RUNNER
             if not on_jobs and not checkpoints.resumable(folder.path):   # the job's own rule
-                raise RunFileError(f"resume: run {run_id} has no complete checkpoint-N to go on from (none finished "
-                                   "saving)")
+                raise RunFileError(f"resume: run {run_id} has no checkpoint to go on from (no complete "
+                                   "checkpoint-N: none finished saving)")
             if on_jobs and token:
                 self._tokens[run_id] = token
             folder.write_status(state="queued", resume=True, error=None, forced=None, finished_at=None,

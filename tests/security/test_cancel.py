@@ -129,6 +129,8 @@ def test_a_run_resumed_right_after_its_cancel_is_not_stopping(manager, tmp_path)
     jobs = manager(command=[sys.executable, "-c", "import time, sys; time.sleep(60)"])
     folder = RunFolder(tmp_path / "runs" / "r1")
     (folder.path / "checkpoint-2").mkdir(parents=True)
+    (folder.path / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2, "log_history": []}')
+    (folder.path / "checkpoint-2" / "adapter_model.safetensors").write_bytes(b"weights")   # a complete checkpoint
     folder.run_yaml.write_text(demo_run(4))
     folder.write_status(state="cancelled", step=2, max_steps=4, submitted_at=time.time())
     (folder.path / ".cancel-requested").touch()   # the cancel that just ended it
