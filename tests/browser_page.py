@@ -1,6 +1,6 @@
 """What the browser tests read off the page: the count, the selected run, the chart's curve as pixels
 of its colour (a screenshot: an empty chart, with its axes and grid, has none), the train line's stroke
-while a run trains, the run's state, and launching from the form (tests/test_ui_browser.py)."""
+while a run trains, the run's state, and launching from the form (tests/ui/test_ui_browser.py)."""
 
 import io
 import json

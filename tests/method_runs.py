@@ -3,7 +3,7 @@
 
 DPO is trained until its adapter prefers the enthusiastic answers ("... forest!") the base never gives; GRPO
 with a `contains: helper` reward until its adapter says the demo's small talk ("I am a small helper.") that
-the base says about one time in five (both measured in tests/test_methods_train.py). KTO and ORPO train two
+the base says about one time in five (both measured in tests/train/test_methods_train.py). KTO and ORPO train two
 steps: enough for an adapter whose weights moved, which is all that merging and pushing need.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-# The method section and the steps of each; learning rate 5e-3 and batch 8 as in tests/test_methods_train.py.
+# The method section and the steps of each; learning rate 5e-3 and batch 8 as in tests/train/test_methods_train.py.
 RUNS = {
     "dpo": ({"name": "dpo"}, 20),
     "grpo": ({"name": "grpo", "num_generations": 4, "max_completion_length": 16,

@@ -5,7 +5,7 @@ traceback about every second, queued runs never started and the run list did not
 short read as `queued`. Now the folder shows as `broken` with a one-line reason, and every other run goes on.
 
 The jobs here are a stand-in command that writes `completed` at once: what is tested is the manager's queue
-and its reading of folders, not training (tests/test_jobs.py runs the real job).
+and its reading of folders, not training (tests/jobs/test_jobs.py runs the real job).
 """
 
 import json

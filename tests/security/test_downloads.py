@@ -57,7 +57,7 @@ def test_the_merged_model_is_handed_out_outside_the_runs_folder(tmp_path, cache,
     runs = tmp_path / "runs"
     secret_runs(runs)
 
-    def merged(args, token=None):   # what `python -m finetune merge` leaves (the merge itself: tests/test_adapter.py)
+    def merged(args, token=None):   # what `python -m finetune merge` leaves (the merge itself: tests/adapter/test_adapter.py)
         out = args[args.index("--out") + 1]
         Path(out).mkdir()
         (Path(out) / "model.safetensors").write_bytes(b"weights" * 100)

@@ -1,7 +1,7 @@
 """Threat: a run file that reaches outside its run. Before the fix any trl.SFTConfig key passed through, so
 `training.push_to_hub: true` + `hub_model_id` uploaded with the host's HF_TOKEN (which the job inherits to
 read gated models), `report_to: wandb` used credentials on the server (now refused on a Space:
-tests/test_watch.py), and `deepspeed`, `logging_dir`,
+tests/train/test_watch.py), and `deepspeed`, `logging_dir`,
 `resume_from_checkpoint` named server paths. Now `training` takes an explicit allowlist."""
 
 import dataclasses

@@ -2,7 +2,7 @@
 flavour points the memory verdict at its GPU, says what the run may cost, and puts `runner: hf_jobs` in the run
 file; launched where the Hub cannot be reached, the run fails with one line saying so, not a traceback.
 
-Headless Chromium from the system, as tests/test_ui_browser.py; the app in its own process, the Hub offline.
+Headless Chromium from the system, as tests/ui/test_ui_browser.py; the app in its own process, the Hub offline.
 """
 
 import browser_env

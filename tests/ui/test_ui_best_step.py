@@ -1,6 +1,6 @@
 """The best evaluation marked on the loss curve: which step is the best (finetune/ui/best_step.py, as the
 Trainer judges it), the rule the chart gets for it (finetune/ui/plots.py) and the watch poll sending it for
-a run folder (finetune/ui/live.py). The browser test that sees it drawn: tests/test_ui_browser.py."""
+a run folder (finetune/ui/live.py). The browser test that sees it drawn: tests/ui/test_ui_browser.py."""
 
 import pytest
 import yaml

@@ -29,7 +29,7 @@ from finetune.train.export_accelerate import accelerate_config, to_accelerate
 from finetune.train.export_peft import to_peft
 from finetune.train.runfolder import RunFolder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_RUN = ROOT / "finetune" / "demo" / "run.yaml"
 JOB_TIMEOUT = 420  # two ranks import torch, transformers and TRL at once on two shared cores
 

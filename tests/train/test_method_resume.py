@@ -1,4 +1,4 @@
-"""Cancel and resume for DPO and GRPO, as tests/test_train.py checks them for SFT (slow: real jobs): SIGTERM
+"""Cancel and resume for DPO and GRPO, as tests/train/test_train.py checks them for SFT (slow: real jobs): SIGTERM
 ends a running job `cancelled` with a checkpoint and the adapter kept, and `--resume` from that checkpoint
 trains to max_steps with every step logged once, the method's own curve (DPO's margin, GRPO's reward) going
 on from where it stopped."""
@@ -29,7 +29,7 @@ METHODS = {
 
 
 def start_job(path: Path, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     with open(log_path, "w") as log:
         return subprocess.Popen([sys.executable, "-m", "finetune", "train", str(path)], stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -182,7 +182,7 @@ def test_a_crash_is_failed_with_one_line_and_keeps_what_was_written(tmp_path, ca
 
 
 def start_job(path, log_path):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     with open(log_path, "w") as log:
         return subprocess.Popen([sys.executable, "-m", "finetune", "train", path], stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -1,5 +1,5 @@
 """A DPO run on two devices (slow: two CPU processes with the gloo backend, launched by the job itself, as
-tests/test_multiprocess.py does for SFT): it completes with every step logged once by rank 0, its margin and
+tests/train/test_multiprocess.py does for SFT): it completes with every step logged once by rank 0, its margin and
 accuracy among them, and an adapter that plain PEFT loads with the shapes of a one-process DPO run's."""
 
 import subprocess
@@ -14,7 +14,7 @@ from finetune.train.runfolder import RunFolder
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT = 420  # two ranks import torch, transformers and TRL at once on two shared cores
 STEPS = 4
 

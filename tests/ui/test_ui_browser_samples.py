@@ -1,7 +1,7 @@
 """In a real browser: a demo run with an evaluation split shows its samples under the curve while it trains,
 prompt by prompt, and every evaluation's answer once it is done (finetune/ui/samples_view.py).
 
-Headless Chromium from the system, as tests/test_ui_browser.py; the app in its own process, the Hub offline.
+Headless Chromium from the system, as tests/ui/test_ui_browser.py; the app in its own process, the Hub offline.
 """
 
 

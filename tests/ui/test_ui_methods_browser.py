@@ -2,7 +2,7 @@
 reward margin beside the loss while it trains, and a GRPO run (the grpo preset, shortened) its rewards; the Method
 section shows only the chosen method's settings, and GRPO's rewards table.
 
-Headless Chromium from the system, as tests/test_ui_browser.py; the app in its own process, the Hub offline. A
+Headless Chromium from the system, as tests/ui/test_ui_browser.py; the app in its own process, the Hub offline. A
 line is checked as the user sees it: stroked in its colour while the run is `running` (polled in the page on
 every frame: a short run could finish between two screenshots), then its pixels in a screenshot.
 """

@@ -15,7 +15,7 @@ from browser_env import ARGS, CHROMIUM
 
 sync_api = browser_env.sync_api()
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from tiny_configs import FULL  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

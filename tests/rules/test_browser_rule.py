@@ -12,8 +12,8 @@ import pytest
 
 pytestmark = pytest.mark.slow   # a second pytest session collecting the browser modules
 
-TESTS = Path(__file__).parent
-BROWSER_MODULES = sorted(str(p) for p in TESTS.glob("test_*.py") if "pytest.mark.browser" in p.read_text())
+TESTS = Path(__file__).parents[1]
+BROWSER_MODULES = sorted(str(p) for p in TESTS.rglob("test_*.py") if "pytest.mark.browser" in p.read_text())
 
 
 def run_browser_tests(tmp_path, require: bool) -> list[ET.Element]:

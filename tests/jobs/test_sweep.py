@@ -155,7 +155,7 @@ def test_a_real_sweep_trains_in_turn_and_ranks(tmp_path):
     out = subprocess.run([sys.executable, "-m", "finetune", "sweep", str(run), "--vary", "lora.r=4,8",
                           "--vary", "training.learning_rate=3e-4", "--out", str(tmp_path / "sw"), "--launch",
                           "--json"], capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.returncode == 0, out.stderr
     ranking = json.loads(out.stdout)
     assert [e["rank"] for e in ranking] == [1, 2] and {e["name"] for e in ranking} == {"r4-lr3e-4", "r8-lr3e-4"}

@@ -13,7 +13,7 @@ from finetune.demo import MODEL_DIR
 from finetune.model import architecture, skeleton_cache
 from finetune.model.architecture import inspect_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fresh_process(code: str) -> str:

@@ -23,7 +23,7 @@ from finetune.jobs.manager import JobManager
 from finetune.runfile import parse_run
 from finetune.train.runfolder import RunFolder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HF = "runner: {hf_jobs: {flavor: cpu-basic, timeout: 10m}}\n"
 
 

@@ -2,7 +2,7 @@
 run become two queued runs, trained in turn; the sweep's table ranks both once they complete, the compare view
 shows them with the setting that differs, and "Load best into form" puts the best run's r into the form.
 
-Headless Chromium from the system, as tests/test_ui_browser.py; the app in its own process, the Hub offline.
+Headless Chromium from the system, as tests/ui/test_ui_browser.py; the app in its own process, the Hub offline.
 """
 
 

@@ -144,7 +144,7 @@ def test_the_warm_imports_on_a_gpu_machine_never_query_cuda(machine):
     import sys
 
     out = subprocess.run([sys.executable, "-c", CUDA_QUERIES, machine], capture_output=True, text=True,
-                         timeout=300, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+                         timeout=300, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
     assert out.returncode == 0, out.stderr[-2000:]
     calls = json.loads(out.stdout.strip().splitlines()[-1])
     if machine == "gpu":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from tiny_configs import FULL, TINY, write_config
 
 from finetune.model.count import count_run
@@ -284,7 +284,7 @@ def test_count_json_carries_the_memory(tmp_path, llama8b):
     path = tmp_path / "run.yaml"
     path.write_text(json.dumps({"model": {"name_or_path": str(llama8b), "quantization": "4bit"}}))
     out = subprocess.run([sys.executable, "-m", "finetune", "count", str(path), "--json"], capture_output=True,
-                         text=True, cwd=Path(__file__).parents[1], timeout=300)
+                         text=True, cwd=Path(__file__).parents[2], timeout=300)
     assert out.returncode == 0, out.stderr
     memory = json.loads(out.stdout)["memory"]
     assert set(memory) == {"weights", "trainable", "gradients", "optimizer", "activations", "overhead", "total"}
