@@ -6,7 +6,7 @@ only itself through its restarted position ids) against padded batches, on ragge
 The same job twice per repetition (order alternating): the demo model, batch 8, max_length 128, the same
 number of epochs (so the same tokens), on (a) the demo's chat data and (b) plain text whose examples run from
 6 to 100 words. Figure: the time in trainer.train() without packing over the time with it (the speed of
-packing), and each run's last loss (packing takes fewer, larger steps per epoch). tests/test_packing.py checks
+packing), and each run's last loss (packing takes fewer, larger steps per epoch). tests/train/test_packing.py checks
 that packing is exact (every packed example gets the logits it gets alone).
 """
 

@@ -18,7 +18,7 @@ Used only when it is safe, else a job starts as a fresh process (WarmStarter.spa
   child): torch answers is_available() from NVML here (PYTORCH_NVML_BASED_CUDA_CHECK, fork-safe), and peft
   and trl are left to the child, because importing bitsandbytes (which peft does) asks each GPU for its
   compute capability, which initialises CUDA. Each forked job initialises CUDA itself. The GPU case is
-  proved on the CPU by tests/test_warm_start.py, which counts the CUDA queries of these imports.
+  proved on the CPU by tests/jobs/test_warm_start.py, which counts the CUDA queries of these imports.
 FINETUNE_WARM_JOBS=0 turns it off.
 
 Protocol, one JSON object per line: this process writes {"ready": true} once its imports are done (or

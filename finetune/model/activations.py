@@ -1,6 +1,6 @@
 """Activation memory of a LoRA training step: what autograd keeps for the backward pass and the largest
 transient on top of it, from the skeleton's module tree (finetune.model.architecture) and the run's settings.
-The bookkeeping, and what was measured, is described in finetune.model.memory; tests/test_memory.py holds the
+The bookkeeping, and what was measured, is described in finetune.model.memory; tests/model/test_memory.py holds the
 kept part against autograd's own saved tensors on real models.
 """
 

@@ -3,7 +3,7 @@
 Pure arithmetic on the skeleton (finetune.model.architecture) and the exact count (finetune.model.count); what
 depends only on the model is cached on the skeleton, so an estimate costs microseconds and the page can redo it
 at every slider move. It follows what this project's job really builds (finetune.model.loading + TRL 1.16's
-SFTTrainer), measured on loaded models by tests/test_memory.py:
+SFTTrainer), measured on loaded models by tests/model/test_memory.py:
 
   weights      the frozen base. 16/32-bit: parameters x dtype. 4-bit NF4 / 8-bit (bitsandbytes, as
                transformers' replace_with_bnb_linear picks them: plain nn.Linear and Conv1D, not the output

@@ -1,5 +1,5 @@
 """The data and settings behind the page's line charts (#loss-plot, #lr-plot, #compare-plot), written around
-how Gradio 6's gr.LinePlot draws in the browser (measured in headless Chromium, see tests/test_ui_browser.py):
+how Gradio 6's gr.LinePlot draws in the browser (measured in headless Chromium, see tests/ui/test_ui_browser.py):
 
 1. The colour scale is built from the series present in the data the chart holds when its Vega spec is
    built (the first value it is sent, or when a setting such as x_lim changes), and a later value only
