@@ -40,7 +40,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 GPU_DIR = ROOT / "benchmarks" / "gpu"
 ALL7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 sys.path.insert(0, str(GPU_DIR))
-from gpu_plan import CPU, FIELDS, GPU, Profile, Row, estimate_s, plan  # noqa: E402  (after the path)
+from gpu_plan import CPU, FIELDS, GPU, OURS, Profile, Row, estimate_s, plan  # noqa: E402  (after the path)
 
 # --- the pieces each row runs -----------------------------------------------------------------------------
 
@@ -101,6 +101,8 @@ def run_file(row: Row, folder: Path, data: Path, out: Path) -> Path:
                         "linear", "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0, "optim":
                         "adamw_torch_fused", "gradient_checkpointing": row.gradient_checkpointing,
                         "logging_steps": 1, "save_steps": 100_000, "seed": 42}}
+    if row.side == "liger":
+        raw["training"]["use_liger_kernel"] = True
     out.mkdir(parents=True, exist_ok=True)
     path = out / "run.json"
     path.write_text(json.dumps(raw, indent=1), encoding="utf-8")
@@ -108,7 +110,7 @@ def run_file(row: Row, folder: Path, data: Path, out: Path) -> Path:
 
 
 def command(row: Row, folder: Path, data: Path, out: Path) -> list[str]:
-    if row.side == "finetune":
+    if row.side in OURS:
         return [sys.executable, str(GPU_DIR / "peak.py"), "-m", "finetune", "train", str(out / "run.json")]
     return [sys.executable, str(GPU_DIR / "plain_trl.py"), str(folder), str(data), str(out / "run"), "--steps",
             str(row.steps), "--batch", str(row.batch), "--length", str(row.max_length), "--quantization",
@@ -136,9 +138,9 @@ def measure(row: Row, log: Path, out: Path, code: int | None, wall: float) -> No
     trained = re.findall(r"trained: (\d+) steps in ([\d.]+) s", text)
     peak = re.findall(r"peak_allocated: (\d+)", text)
     # The first step's loss: the same data, seed and LoRA give the same number on both sides.
-    first = re.findall(r"step 1/\d+\s+loss ([\d.]+)" if row.side == "finetune" else r"'loss': '?([\d.]+)", text)
+    first = re.findall(r"step 1/\d+\s+loss ([\d.]+)" if row.side in OURS else r"'loss': '?([\d.]+)", text)
     steps, train_s = (int(trained[-1][0]), float(trained[-1][1])) if trained else (0, None)
-    if row.side == "finetune" and (out / "run" / "status.json").is_file():
+    if row.side in OURS and (out / "run" / "status.json").is_file():
         state = json.loads((out / "run" / "status.json").read_text()).get("state")
     else:
         state = "completed" if code == 0 and steps else None
@@ -291,14 +293,16 @@ def summary(rows: list[Row]) -> None:
             pairs.setdefault(row.pair, {})[row.side] = row.result
     print("\nfinetune train against plain TRL (above 1.00x: finetune is faster):")
     for name, sides in pairs.items():
-        if len(sides) == 2:
-            ours, plain = sides["finetune"], sides["plain_trl"]
-            print(f"  {name}: tokens/s in train() {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}x, whole "
+        plain = sides.get("plain_trl")
+        for side, ours in sides.items():
+            if plain is None or side == "plain_trl":
+                continue
+            label = name if side == "finetune" else f"{name} with {side}"
+            memory = (f", peak memory {ours['peak_allocated'] / plain['peak_allocated']:.2f}x"
+                      if ours.get("peak_allocated") and plain.get("peak_allocated") else "")
+            print(f"  {label}: tokens/s in train() {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}x, whole "
                   f"process {plain['wall_s'] / ours['wall_s']:.2f}x (set-up around train(): {ours['setup_s']:.1f} s "
-                  f"against {plain['setup_s']:.1f} s), peak memory {ours['peak_allocated'] / plain['peak_allocated']:.2f}x"
-                  if ours.get("peak_allocated") and plain.get("peak_allocated") else
-                  f"  {name}: tokens/s in train() {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}x, whole process "
-                  f"{plain['wall_s'] / ours['wall_s']:.2f}x (set-up {ours['setup_s']:.1f} s against {plain['setup_s']:.1f} s)")
+                  f"against {plain['setup_s']:.1f} s){memory}")
 
 
 def main() -> None:
@@ -315,6 +319,8 @@ def main() -> None:
     parser.add_argument("--grid-models", nargs="*", help="bench_memory.grid(quick=True) rows of `finetune train` "
                         "(Qwen2.5-0.5B Meta-Llama-3-8B; the smoke: one row); name none to leave a kind out")
     parser.add_argument("--reps", type=int, default=1, help="speed and QLoRA pairs, each in the other order")
+    parser.add_argument("--kernels", action="store_true", help="a third row in each speed pair: finetune train "
+                        "with use_liger_kernel (the liger-kernel wheel carried: gpu/fetch_wheels.py)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch", type=int)
     parser.add_argument("--length", type=int)

@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 WHEELS = Path(__file__).resolve().parent / "wheels"
 CARRIED = ["transformers", "peft", "trl", "datasets", "bitsandbytes"]
-EXTRA = ["dill==0.4.1", "multiprocess==0.70.19", "fsspec==2026.9.0"]   # datasets' own pins
+EXTRA = ["dill==0.4.1", "multiprocess==0.70.19", "fsspec==2026.9.0",   # datasets' own pins
+         "liger-kernel==0.8.5"]   # bench_gpu.py --kernels only (Triton comes with the machine's CUDA torch)
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
 KEEP = re.compile(r"libbitsandbytes_(cuda130|cpu)\.so$")
 

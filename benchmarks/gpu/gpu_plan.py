@@ -15,7 +15,7 @@ FIELDS = ["kind", "model", "side", "pair", "quantization", "r", "batch", "max_le
 class Row:
     kind: str            # speed | qlora | memory_grid | build
     model: str           # a FULL name of tests/tiny_configs.py
-    side: str            # finetune | plain_trl (build: the model folder)
+    side: str            # finetune | liger (finetune with use_liger_kernel) | plain_trl (build: the model folder)
     pair: str = ""       # rows compared with each other share it
     quantization: str = "none"
     r: int = 16
@@ -45,9 +45,11 @@ class Profile:
     step_s: float          # each step's fixed cost
 
 
-GPU = Profile(20, {"finetune": 24, "plain_trl": 24}, {"finetune": 0.5, "plain_trl": 0.5}, 0.4, 15, 1.5, 0.4 * 790e12,
-              0.45)
-CPU = Profile(5, {"finetune": 12, "plain_trl": 12}, {"finetune": 0, "plain_trl": 0}, 0, 8, 0, 1e9, 1.5)
+GPU = Profile(20, {"finetune": 24, "liger": 27, "plain_trl": 24}, {"finetune": 0.5, "liger": 0.5, "plain_trl": 0.5},
+              0.4, 15, 1.5, 0.4 * 790e12, 0.45)
+CPU = Profile(5, {"finetune": 12, "liger": 12, "plain_trl": 12}, {"finetune": 0, "liger": 0, "plain_trl": 0}, 0, 8, 0,
+              1e9, 1.5)
+OURS = ("finetune", "liger")   # the sides that run `finetune train`
 
 
 def params(model: str) -> int:
@@ -74,7 +76,8 @@ def plan(args) -> list[Row]:
     shape = dict(batch=args.batch, max_length=args.length, steps=args.steps)
 
     def pair(kind: str, model: str, quant: str, rep: int) -> None:
-        sides = ["finetune", "plain_trl"]
+        # --kernels: Liger's Triton kernels are one of issue 19's levers; measured beside the pair, never assumed.
+        sides = ["finetune", *(["liger"] if args.kernels and kind == "speed" else []), "plain_trl"]
         n = sum(1 for r in rows if r.side == "finetune" and r.kind in ("speed", "qlora"))
         for side in sides if n % 2 == 0 else sides[::-1]:   # alternate which goes first
             rows.append(Row(kind, model, side, f"{kind}-{model}-{quant}-{rep}", quant, **shape))

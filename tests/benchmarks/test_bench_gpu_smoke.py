@@ -2,6 +2,7 @@
 sides train, and the CSV has its columns."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,25 @@ def test_smoke_trains_both_sides_and_writes_the_csv(tmp_path):
     # Same data, seed and LoRA: the first step's loss agrees.
     assert float(speed["finetune"]["first_loss"]) == pytest.approx(float(speed["plain_trl"]["first_loss"]), abs=0.01)
     assert "finetune train against plain TRL" in done.stdout
+
+
+def test_kernels_add_a_liger_row_to_each_speed_pair_only(tmp_path):
+    """--kernels: each speed pair gains `finetune train` with use_liger_kernel, compared with the same plain
+    TRL row; the QLoRA pair stays a pair."""
+    from argparse import Namespace
+
+    from bench_gpu import run_file
+    from gpu_plan import plan
+
+    args = Namespace(kernels=True, reps=1, models=["Qwen2.5-0.5B"], qlora_models=["Meta-Llama-3-8B"],
+                     grid_models=[], smoke=False, batch=4, length=1024, steps=25)
+    rows = plan(args)
+    speed = {r.side for r in rows if r.kind == "speed"}
+    assert speed == {"finetune", "liger", "plain_trl"}
+    assert {r.side for r in rows if r.kind == "qlora"} == {"finetune", "plain_trl"}
+    assert len({r.pair for r in rows if r.kind == "speed"}) == 1
+    liger = next(r for r in rows if r.side == "liger")
+    raw = json.loads(run_file(liger, tmp_path / "model", tmp_path / "data.jsonl", tmp_path / "out").read_text())
+    assert raw["training"]["use_liger_kernel"] is True
+    plain = next(r for r in rows if r.side == "finetune" and r.kind == "speed")
+    assert "use_liger_kernel" not in json.loads(run_file(plain, tmp_path, tmp_path, tmp_path / "o2").read_text())["training"]
