@@ -49,6 +49,8 @@ GPU = Profile(20, {"finetune": 24, "liger": 27, "plain_trl": 24}, {"finetune": 0
               0.4, 15, 1.5, 0.4 * 790e12, 0.45)
 CPU = Profile(5, {"finetune": 12, "liger": 12, "plain_trl": 12}, {"finetune": 0, "liger": 0, "plain_trl": 0}, 0, 8, 0,
               1e9, 1.5)
+# liger's 27 s start is a guess (finetune's plus Triton compiling its kernels): never measured yet; the plan
+# rescales by what the finished rows really took.
 OURS = ("finetune", "liger")   # the sides that run `finetune train`
 
 
