@@ -1,13 +1,15 @@
 """What the browser tests read off the page: the count, the selected run, the chart's curve as pixels
 of its colour (a screenshot: an empty chart, with its axes and grid, has none), the train line's stroke
-while a run trains, the run's state, and launching from the form (tests/ui/test_ui_browser.py)."""
+while a run trains, the run's state, and launching from the form (tests/ui/test_ui_browser.py); and how
+they open it: Chromium, and a page of the app in a context of its own."""
 
+import contextlib
 import io
 import json
 import time
 from pathlib import Path
 
-from browser_env import ARGS, CHROMIUM  # noqa: F401  (the browser tests import them from here)
+from browser_env import ARGS, CHROMIUM
 from playwright import sync_api
 
 TRAIN_POINTS = "document.querySelectorAll('#loss-plot .mark-symbol path[aria-label*=\"series: train\"]').length"
@@ -18,6 +20,40 @@ X_LABELS = """() => [...document.querySelectorAll('#loss-plot g.role-axis')]
     .filter(g => (g.getAttribute('aria-label') || '').startsWith('X-axis'))
     .flatMap(g => [...g.querySelectorAll('.role-axis-label text')].map(t => t.textContent))"""
 
+
+@contextlib.contextmanager
+def launch_browser():
+    """Headless Chromium from the system (tests/browser_env.py); tests/conftest.py's `browser` fixture."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def open_page(browser, url: str, width: int = 1400, height: int = 1000, ready: str = "#param-count .trainable",
+              timeout: float | None = None, default_timeout: float | None = None):
+    """The app at `url` in a browser context of its own (a fresh form; closed at the end), once `ready` is on
+    the page: within `timeout` s, or Playwright's default. `default_timeout` (s) replaces that default first."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = context.new_page()
+        if default_timeout is not None:
+            page.set_default_timeout(default_timeout * 1000)
+        page.goto(url)
+        page.wait_for_selector(ready, timeout=None if timeout is None else timeout * 1000)
+        yield page
+    finally:
+        context.close()
+
+
+def wait_for_run_shown(page, timeout: float = 20) -> None:
+    """Waits until #run-progress shows something: a fresh page selects its run (the newest), or says there is
+    none, just after it loads, so what it shows before that is not yet the page's."""
+    page.wait_for_function("document.querySelector('#run-progress').innerText.trim() !== ''",
+                           timeout=timeout * 1000)
 
 
 def expected_trainable(run: dict | None = None, **lora) -> str:
@@ -120,8 +156,7 @@ COUNT_TOASTS = """text => {
 
 def launch_from_form(page, r: int, steps: int) -> str:
     """Set r and max_steps in the form, press Launch, and return the new run's id once the page shows it."""
-    # A fresh page selects its run (the newest) just after it loads: read what it shows only once it has.
-    page.wait_for_function("document.querySelector('#run-progress').innerText.trim() !== ''", timeout=20_000)
+    wait_for_run_shown(page, timeout=20)
     before = selected_run(page)
     page.locator("#lora-r input[type=number]").fill(str(r))
     page.locator("#lora-r input[type=number]").press("Enter")

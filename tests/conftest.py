@@ -1,6 +1,8 @@
-"""Shared test set-up: no test touches the network (the Hub code paths are tested up to that boundary)."""
+"""Shared test set-up: no test touches the network (the Hub code paths are tested up to that boundary); the
+fixtures that tests in several modules share."""
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -67,6 +69,80 @@ def built_page(tmp_path_factory):
     demo, ui = build_page(jobs)
     yield SimpleNamespace(demo=demo, ui=ui, jobs=jobs)
     jobs.shutdown()
+
+
+@pytest.fixture
+def form(built_page):
+    """A fresh copy of the built page's opening form state, as its handlers take it: (values, extra, model info)."""
+    import copy
+
+    ui = built_page.ui
+    return copy.deepcopy(ui.values.value), {}, copy.deepcopy(ui.model_info.value)
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, request):
+    """The runs folder of the module's app (app_url), in a folder named after the module (the app's log is there)."""
+    return tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2]) / "runs"
+
+
+@pytest.fixture(scope="module")
+def app_env():
+    """Environment the module's app gets on top of tests/appserver.py's; a module overrides this to add some."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def app_url(runs_dir, app_env):
+    """The app in its own process on a free local port (tests/appserver.py), one per test module."""
+    from appserver import serve_app
+
+    with serve_app(runs_dir, env=app_env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, one per module (tests/browser_page.py); each test opens its own context on it."""
+    from browser_page import launch_browser  # imports Playwright: only a `browser` test that can run gets here
+
+    with launch_browser() as b:
+        yield b
+
+
+# A stand-in for a job hung where no signal handler runs: it ignores SIGTERM (the real job always stops on it).
+HUNG_JOB = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('hung', flush=True); time.sleep(120)"]
+
+
+@pytest.fixture
+def job_managers(tmp_path):
+    """job_managers(hung=False, **kw) -> a JobManager on tmp_path/"runs" (one slot, polled every 0.2 s unless kw
+    says otherwise), whose jobs are HUNG_JOB with `hung`. At the end the managers stop and every job they left
+    running is killed."""
+    import signal
+
+    from finetune.jobs import JobManager
+    from finetune.jobs.process import is_job_process, signal_job
+    from finetune.train.runfolder import RunFolder
+
+    made = []
+
+    def make(hung: bool = False, **kw):
+        if hung:
+            kw["command"] = HUNG_JOB
+        manager = JobManager(tmp_path / "runs", **{"slots": 1, "poll_interval": 0.2, **kw})
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        manager.shutdown()
+    for path in (tmp_path / "runs").iterdir():
+        folder = RunFolder(path)
+        pid = folder.read_status().get("pid") if path.is_dir() else None
+        if pid and is_job_process(pid, folder):
+            signal_job(pid, signal.SIGKILL)
 
 
 @pytest.hookimpl(tryfirst=True)

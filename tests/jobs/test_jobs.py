@@ -14,8 +14,8 @@ import time
 import pytest
 
 from finetune.errors import RunFileError
-from finetune.jobs import JobManager, UnknownRun, report
-from finetune.jobs.process import LOST, is_job_process, signal_job
+from finetune.jobs import UnknownRun, report
+from finetune.jobs.process import LOST
 from finetune.train.runfolder import RunFolder
 
 JOB_TIMEOUT = 240  # seconds for one job, start-up included, on a slow two-core machine
@@ -27,26 +27,6 @@ def demo_run(max_steps: int, seed: int = 42) -> str:
             f"logging_steps: 1, save_steps: 1000, seed: {seed}}}\n")
 
 
-@pytest.fixture
-def managers(tmp_path):
-    """Make managers on one runs folder; at the end stop them and end every job they left running."""
-    made = []
-
-    def make(**kw):
-        manager = JobManager(tmp_path / "runs", **{"slots": 1, "poll_interval": 0.2, **kw})
-        made.append(manager)
-        return manager
-
-    yield make
-    for manager in made:
-        manager.shutdown()
-    for path in (tmp_path / "runs").iterdir():
-        folder = RunFolder(path)
-        pid = folder.read_status().get("pid") if path.is_dir() else None
-        if pid and is_job_process(pid, folder):
-            signal_job(pid, signal.SIGKILL)
-
-
 def wait_for(predicate, timeout=JOB_TIMEOUT, what="condition"):
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
@@ -55,8 +35,8 @@ def wait_for(predicate, timeout=JOB_TIMEOUT, what="condition"):
     return value
 
 
-def test_invalid_run_is_refused_before_anything_is_made(managers, tmp_path):
-    manager = managers()
+def test_invalid_run_is_refused_before_anything_is_made(job_managers, tmp_path):
+    manager = job_managers()
     with pytest.raises(RunFileError) as err:
         manager.submit("lora: {r: 0, lora_dropout: 2}")
     assert any(p.startswith("lora.r:") for p in err.value.problems)
@@ -66,8 +46,8 @@ def test_invalid_run_is_refused_before_anything_is_made(managers, tmp_path):
     assert manager.list_runs() == []
 
 
-def test_unknown_or_unsafe_run_ids_raise(managers):
-    manager = managers()
+def test_unknown_or_unsafe_run_ids_raise(job_managers):
+    manager = job_managers()
     (manager.runs_dir / "notes").mkdir()  # a folder, but not a run
     for run_id in ("nope", "notes", "../runs", "/etc", ".jobs.lock", "", None):
         with pytest.raises(UnknownRun):
@@ -79,8 +59,8 @@ def test_unknown_or_unsafe_run_ids_raise(managers):
 
 
 @pytest.mark.slow
-def test_jobs_queue_run_in_order_and_report_losses(managers):
-    manager = managers()
+def test_jobs_queue_run_in_order_and_report_losses(job_managers):
+    manager = job_managers()
     bad_data = demo_run(2).replace("data: {path: demo", "data: {path: /nowhere/data.jsonl")  # found by the job's setup
     runs = [manager.submit(text) for text in (demo_run(3, seed=1), demo_run(2, seed=2), bad_data, demo_run(2))]
     first, second, bad, fourth = runs
@@ -113,8 +93,8 @@ def test_jobs_queue_run_in_order_and_report_losses(managers):
 
 
 @pytest.mark.slow
-def test_a_job_killed_with_sigkill_is_reported_failed(managers):
-    manager = managers()
+def test_a_job_killed_with_sigkill_is_reported_failed(job_managers):
+    manager = job_managers()
     run_id = manager.submit(demo_run(200))
     pid = manager.status(run_id)["pid"]
     os.killpg(pid, signal.SIGKILL)
@@ -123,25 +103,25 @@ def test_a_job_killed_with_sigkill_is_reported_failed(managers):
 
 
 @pytest.mark.slow
-def test_a_new_manager_marks_a_job_whose_process_is_gone_failed(managers, tmp_path):
+def test_a_new_manager_marks_a_job_whose_process_is_gone_failed(job_managers, tmp_path):
     folder = RunFolder(tmp_path / "runs" / "20260101-000000-demo-r4")
     folder.run_yaml.parent.mkdir(parents=True)
     folder.run_yaml.write_text(demo_run(3))
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()  # a pid that no longer runs
     folder.write_status(state="running", pid=ended.pid, step=1, max_steps=3)
-    status = managers().status(folder.path.name)
+    status = job_managers().status(folder.path.name)
     assert status["state"] == "failed" and status["error"] == LOST
 
 
 @pytest.mark.slow
-def test_a_new_manager_reattaches_runs_the_queue_and_cancels(managers):
-    old = managers()
+def test_a_new_manager_reattaches_runs_the_queue_and_cancels(job_managers):
+    old = job_managers()
     first, second = old.submit(demo_run(500)), old.submit(demo_run(500, seed=2))
     wait_for(lambda: old.status(first)["losses"], what="the first loss")  # training, not still importing
     old.shutdown()  # the app goes away; its job does not
 
-    new = managers()
+    new = job_managers()
     assert [(r["run_id"], r["state"]) for r in new.list_runs()] == [(second, "queued"), (first, "running")]
     time.sleep(1)  # a few polls: the new manager must not take the live job for a dead one
     assert new.status(first)["state"] == "running" and new.queue_position(second) == 1
@@ -160,13 +140,11 @@ def test_a_new_manager_reattaches_runs_the_queue_and_cancels(managers):
 
 
 @pytest.mark.slow
-def test_a_job_that_ignores_sigterm_is_killed_only_when_forced(managers):
+def test_a_job_that_ignores_sigterm_is_killed_only_when_forced(job_managers):
     # A stand-in for a job hung where no signal handler runs (the real job always stops on SIGTERM).
     # Killing throws away the save a cancel asks for, so it is never automatic (issue #7): after
     # cancel_timeout the status offers it, and cancel(force=True) does it.
-    hung = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('hung', flush=True); time.sleep(120)"]
-    manager = managers(command=hung, cancel_timeout=1)
+    manager = job_managers(hung=True, cancel_timeout=1)
     run_id = manager.submit(demo_run(2))
     wait_for(lambda: manager.log_tail(run_id), timeout=30, what="the stand-in to start")
     started = time.monotonic()

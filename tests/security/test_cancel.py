@@ -10,9 +10,8 @@ import time
 import gradio as gr
 import pytest
 
-from finetune.jobs import JobManager
 from finetune.jobs.cancel import FORCED
-from finetune.jobs.process import is_job_process, signal_job
+from finetune.jobs.process import is_job_process
 from finetune.train.runfolder import RunFolder
 from finetune.train.stopping import Stopper
 
@@ -38,23 +37,6 @@ def demo_run(max_steps: int) -> str:
             " logging_steps: 1, save_steps: 1000}\n")
 
 
-@pytest.fixture
-def manager(tmp_path):
-    made = []
-
-    def make(**kw):
-        made.append(JobManager(tmp_path / "runs", slots=1, poll_interval=0.2, **kw))
-        return made[-1]
-
-    yield make
-    for jobs in made:
-        jobs.shutdown()
-    for path in (tmp_path / "runs").iterdir():
-        pid = RunFolder(path).read_status().get("pid") if path.is_dir() else None
-        if pid and is_job_process(pid, RunFolder(path)):
-            signal_job(pid, signal.SIGKILL)
-
-
 def wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
@@ -64,8 +46,8 @@ def wait_for(predicate, timeout, what):
 
 
 @pytest.mark.slow
-def test_cancelling_twice_still_saves_the_adapter(manager):
-    jobs = manager()
+def test_cancelling_twice_still_saves_the_adapter(job_managers):
+    jobs = job_managers()
     run_id = jobs.submit(demo_run(2000))
     wait_for(lambda: jobs.status(run_id)["step"] >= 2, 240, "training to start")
     first, second = jobs.cancel(run_id), jobs.cancel(run_id)
@@ -79,10 +61,8 @@ def test_cancelling_twice_still_saves_the_adapter(manager):
 
 
 @pytest.mark.slow
-def test_force_kills_at_once_and_the_status_says_nothing_was_saved(manager):
-    hung = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('hung', flush=True); time.sleep(120)"]
-    jobs = manager(command=hung, cancel_timeout=0.5)
+def test_force_kills_at_once_and_the_status_says_nothing_was_saved(job_managers):
+    jobs = job_managers(hung=True, cancel_timeout=0.5)   # a stand-in that ignores SIGTERM (tests/conftest.py)
     run_id = jobs.submit(demo_run(2))
     wait_for(lambda: jobs.log_tail(run_id), 60, "the stand-in to start")
     assert not jobs.status(run_id)["force_available"]
@@ -122,11 +102,11 @@ def test_the_page_offers_force_stop_only_once_the_graceful_stop_is_overdue(tmp_p
         jobs.shutdown()
 
 
-def test_a_run_resumed_right_after_its_cancel_is_not_stopping(manager, tmp_path):
+def test_a_run_resumed_right_after_its_cancel_is_not_stopping(job_managers, tmp_path):
     """The cancel that ended the last job left its mark; a job resumed within a second of it read as
     'stopping' (the mark's one-second slack), and the page disabled its Cancel button."""
     # The job: a process that waits, standing in for the resumed training (the manager runs what it is told).
-    jobs = manager(command=[sys.executable, "-c", "import time, sys; time.sleep(60)"])
+    jobs = job_managers(command=[sys.executable, "-c", "import time, sys; time.sleep(60)"])
     folder = RunFolder(tmp_path / "runs" / "r1")
     (folder.path / "checkpoint-2").mkdir(parents=True)
     (folder.path / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2, "log_history": []}')

@@ -6,9 +6,10 @@ import json
 import browser_env
 import pytest
 import yaml
-from browser_env import ARGS, CHROMIUM
 
 sync_api = browser_env.sync_api()
+
+from browser_page import launch_browser  # noqa: E402  (after the skip: it imports playwright)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -29,8 +30,7 @@ def test_axolotl_and_peft_configs_fill_the_form(tmp_path):
     adapter = tmp_path / "adapter_config.json"
     adapter.write_text(json.dumps({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 12, "lora_alpha": 6,
                                    "target_modules": ["k_proj", "o_proj"], "megatron_core": "megatron.core"}))
-    with serve_app(tmp_path / "runs") as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with serve_app(tmp_path / "runs") as url, launch_browser() as browser:
         page = browser.new_page()
         page.goto(url)
         page.wait_for_selector("#param-count .trainable")
@@ -45,4 +45,3 @@ def test_axolotl_and_peft_configs_fill_the_form(tmp_path):
                                timeout=60_000)
         sync_api.expect(page.locator("#target-modules input:checked")).to_have_count(2)
         assert "Traceback" not in page.content()
-        browser.close()

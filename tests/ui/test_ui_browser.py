@@ -24,9 +24,7 @@ import yaml
 sync_api = browser_env.sync_api()
 
 from browser_page import (  # noqa: E402  (after the skip: it imports playwright)
-    ARGS,
     BEST,
-    CHROMIUM,
     COUNT_TOASTS,
     CURVE_PX,
     EVAL,
@@ -36,6 +34,7 @@ from browser_page import (  # noqa: E402  (after the skip: it imports playwright
     colour_pixels,
     expected_trainable,
     launch_from_form,
+    open_page,
     selected_run,
     set_number,
     steps_of,
@@ -48,36 +47,10 @@ from browser_page import (  # noqa: E402  (after the skip: it imports playwright
 pytestmark = [pytest.mark.slow, pytest.mark.browser]   # each starts a browser on the app
 
 
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("ui") / "runs"
-
-
-@pytest.fixture(scope="module")
-def app_url(runs_dir):
-    from appserver import serve_app
-
-    with serve_app(runs_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#param-count .trainable")
-    yield page
-    context.close()
-
+def page(browser, app_url):   # browser, app_url and runs_dir: tests/conftest.py
+    with open_page(browser, app_url) as page:
+        yield page
 
 
 def test_no_run_yet_offers_no_cancel(page):

@@ -10,26 +10,19 @@ import pytest
 
 sync_api = browser_env.sync_api()
 
-from browser_page import ARGS, CHROMIUM  # noqa: E402  (after the skip: it imports playwright)
+from browser_page import open_page  # noqa: E402  (after the skip: it imports playwright)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from appserver import serve_app
-
+def app_env():   # for tests/conftest.py's app_url
     # A token that looks like a login: the follower gets as far as asking the (unreachable) Hub to start the job.
-    with serve_app(tmp_path_factory.mktemp("runner") / "runs", env={"HF_TOKEN": "hf_not_a_real_token"}) as url:
-        yield url
+    return {"HF_TOKEN": "hf_not_a_real_token"}
 
 
-def test_choosing_a_jobs_flavour_judges_its_gpu_prices_the_run_and_launches_there(app_url, tmp_path):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-        page.goto(app_url)
-        page.wait_for_selector("#param-count .trainable", timeout=60_000)
+def test_choosing_a_jobs_flavour_judges_its_gpu_prices_the_run_and_launches_there(browser, app_url, tmp_path):
+    with open_page(browser, app_url, 1366, 900, timeout=60) as page:   # browser, app_url: tests/conftest.py
         assert page.locator("#runner-note").inner_text().strip() == ""   # this machine: nothing to pay
         page.locator("#runner-flavor input").click()
         page.get_by_role("option").filter(has_text="l40sx1").click()
@@ -47,4 +40,3 @@ def test_choosing_a_jobs_flavour_judges_its_gpu_prices_the_run_and_launches_ther
                                timeout=120_000)
         progress = page.locator("#run-progress").inner_text()
         assert "Hugging Face did not start the job" in progress and "Traceback" not in progress, progress
-        browser.close()

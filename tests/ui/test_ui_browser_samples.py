@@ -10,7 +10,7 @@ import pytest
 
 sync_api = browser_env.sync_api()
 
-from browser_page import ARGS, CHROMIUM, wait_for_state  # noqa: E402  (after the skip: it imports playwright)
+from browser_page import open_page, wait_for_run_shown, wait_for_state  # noqa: E402  (after the skip: it imports playwright)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -23,23 +23,11 @@ samples: {prompts: ["Say hello", "What is <b>2+2</b>?"], max_new_tokens: 6}
 SAMPLE_STEPS = "[...document.querySelectorAll('#run-samples .sample')].map(b => b.innerText.match(/step \\d+/g))"
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from appserver import serve_app
-
-    with serve_app(tmp_path_factory.mktemp("samples") / "runs") as url:
-        yield url
-
-
-def test_samples_appear_while_the_run_trains_and_keep_every_evaluation(app_url, tmp_path):
+def test_samples_appear_while_the_run_trains_and_keep_every_evaluation(browser, app_url, tmp_path):
     from gradio_client import Client
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-        page.goto(app_url)
-        page.wait_for_selector("#param-count .trainable", timeout=60_000)
-        page.wait_for_function("document.querySelector('#run-progress').innerText.trim() !== ''", timeout=30_000)
+    with open_page(browser, app_url, 1366, 900, timeout=60) as page:   # browser, app_url: tests/conftest.py
+        wait_for_run_shown(page, timeout=30)
         assert not page.locator("#run-samples").is_visible()   # no run, no samples
         run_id = Client(app_url, verbose=False).predict(RUN, api_name="/launch")   # an idle page follows it
         page.wait_for_function("id => document.querySelector('#run-select input').value.startsWith(id + ' ')",
@@ -55,4 +43,3 @@ def test_samples_appear_while_the_run_trains_and_keep_every_evaluation(app_url, 
         steps = page.evaluate(SAMPLE_STEPS)
         assert steps[0] == [f"step {s}" for s in (4, 8, 12, 16, 20, 24)], steps   # oldest first
         assert "running" in during or "completed" in during
-        browser.close()

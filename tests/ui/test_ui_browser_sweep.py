@@ -11,7 +11,7 @@ import pytest
 
 sync_api = browser_env.sync_api()
 
-from browser_page import ARGS, CHROMIUM, set_number  # noqa: E402  (after the skip: it imports playwright)
+from browser_page import open_page, set_number  # noqa: E402  (after the skip: it imports playwright)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -21,20 +21,8 @@ ROWS = ("[...document.querySelectorAll('#sweep-table div[role=row]')]"
         ".map(r => r.innerText.split('\\n').map(s => s.trim()).filter(Boolean))")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from appserver import serve_app
-
-    with serve_app(tmp_path_factory.mktemp("sweep") / "runs") as url:
-        yield url
-
-
-def test_a_sweep_from_the_page_trains_each_value_ranks_them_and_loads_the_best(app_url, tmp_path):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-        page.goto(app_url)
-        page.wait_for_selector("#param-count .trainable", timeout=60_000)
+def test_a_sweep_from_the_page_trains_each_value_ranks_them_and_loads_the_best(browser, app_url, tmp_path):
+    with open_page(browser, app_url, 1366, 900, timeout=60) as page:   # browser, app_url: tests/conftest.py
         set_number(page, "max-steps", 6)
         page.wait_for_function("document.querySelector('#run-file')?.innerText.includes('max_steps: 6\\n')",
                                timeout=15_000)
@@ -61,4 +49,3 @@ def test_a_sweep_from_the_page_trains_each_value_ranks_them_and_loads_the_best(a
         page.locator("#sweep-best").click()
         page.wait_for_function("r => document.querySelector('#run-file')?.innerText.includes('  r: ' + r + '\\n')",
                                arg=best_r, timeout=20_000)
-        browser.close()

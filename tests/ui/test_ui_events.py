@@ -4,7 +4,6 @@ event's outputs stay as they are), that Gradio accepts the answer for the event 
 error boundary (finetune/ui/guard.py)."""
 
 import asyncio
-import copy
 import inspect
 import json
 import logging
@@ -24,14 +23,8 @@ REQUEST = SimpleNamespace(session_hash="unit-test")   # what the handlers read o
 
 
 @pytest.fixture(scope="module")
-def page(built_page):
+def page(built_page):   # built_page and form, the opening form state: tests/conftest.py
     return built_page
-
-
-@pytest.fixture
-def form(page):
-    """A fresh copy of the page's opening form state: (values, extra, model info)."""
-    return copy.deepcopy(page.ui.values.value), {}, copy.deepcopy(page.ui.model_info.value)
 
 
 def wired(page, component, trigger: str, output=None):

@@ -16,14 +16,14 @@ import pytest
 sync_api = browser_env.sync_api()
 
 from browser_page import (  # noqa: E402  (after the skip: it imports playwright)
-    ARGS,
-    CHROMIUM,
     CURVE_PX,
     TRAIN,
     TRAIN_POINTS,
     expected_trainable,
+    open_page,
     selected_run,
     wait_for_count,
+    wait_for_run_shown,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -41,37 +41,11 @@ IN_VIEW = """sel => {
 CHART = "#loss-plot svg.marks"   # the chart's drawn area (Vega's svg: axes, grid, lines)
 
 
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("ui-layout") / "runs"
-
-
-@pytest.fixture(scope="module")
-def app_url(runs_dir):
-    from appserver import serve_app
-
-    with serve_app(runs_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-    page = context.new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#param-count .trainable", timeout=60_000)
-    # A fresh page selects its run (or says there is none) just after it loads.
-    page.wait_for_function("document.querySelector('#run-progress').innerText.trim() !== ''", timeout=60_000)
-    yield page
-    context.close()
+def page(browser, app_url):   # browser, app_url and runs_dir: tests/conftest.py
+    with open_page(browser, app_url, WIDTH, HEIGHT, timeout=60) as page:
+        wait_for_run_shown(page, timeout=60)
+        yield page
 
 
 def assert_in_view(page, selector: str) -> dict:

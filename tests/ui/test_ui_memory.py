@@ -11,9 +11,10 @@ from pathlib import Path
 
 import browser_env
 import pytest
-from browser_env import ARGS, CHROMIUM
 
 sync_api = browser_env.sync_api()
+
+from browser_page import open_page  # noqa: E402  (after the skip: it imports playwright)
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from tiny_configs import FULL  # noqa: E402
@@ -21,31 +22,11 @@ from tiny_configs import FULL  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from appserver import serve_app
-
-    with serve_app(tmp_path_factory.mktemp("ui-memory") / "runs") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def page(browser, app_url):
+def page(browser, app_url):   # browser and app_url: tests/conftest.py
     """A fresh page (and so a fresh form) for each test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#memory-estimate #memory-verdict")
-    yield page
-    context.close()
+    with open_page(browser, app_url, ready="#memory-estimate #memory-verdict") as page:
+        yield page
 
 
 def verdict(page) -> str:

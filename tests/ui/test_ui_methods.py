@@ -2,7 +2,6 @@
 table, the Method section's handlers on a page built as the app builds it (no browser), the Space's refusal of
 python rewards, the method's curves in the watch poll, the runs table's method column and the model card."""
 
-import copy
 
 import gradio as gr
 import pytest
@@ -16,13 +15,8 @@ from finetune.ui.panel import count_outputs
 
 
 @pytest.fixture(scope="module")
-def page(built_page):
+def page(built_page):   # built_page and form, the opening form state: tests/conftest.py
     return built_page
-
-
-@pytest.fixture
-def form(page):
-    return copy.deepcopy(page.ui.values.value), {}, copy.deepcopy(page.ui.model_info.value)
 
 
 def props(update) -> dict:

@@ -13,7 +13,14 @@ import pytest
 
 sync_api = browser_env.sync_api()
 
-from browser_page import ARGS, CHROMIUM, colour_pixels, selected_run, set_number, wait_for_state  # noqa: E402
+from browser_page import (  # noqa: E402
+    colour_pixels,
+    open_page,
+    selected_run,
+    set_number,
+    wait_for_run_shown,
+    wait_for_state,
+)
 
 from finetune.ui.plots import PALETTE  # noqa: E402
 
@@ -23,25 +30,11 @@ FIRST = tuple(int(PALETTE[0][i:i + 2], 16) for i in (1, 3, 5))   # the method ch
 CURVE_PX = 200   # a 2-pixel line across 30 or 40 steps; the legend symbol alone is under 60
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from appserver import serve_app
-
-    with serve_app(tmp_path_factory.mktemp("methods") / "runs") as url:
-        yield url
-
-
 @pytest.fixture
-def page(app_url):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-        page.set_default_timeout(60_000)
-        page.goto(app_url)
-        page.wait_for_selector("#param-count .trainable", timeout=120_000)
-        page.wait_for_function("document.querySelector('#run-progress').innerText.trim() !== ''", timeout=60_000)
+def page(browser, app_url):   # browser, app_url: tests/conftest.py
+    with open_page(browser, app_url, 1366, 900, timeout=120, default_timeout=60) as page:
+        wait_for_run_shown(page, timeout=60)
         yield page
-        browser.close()
 
 
 def pick_preset(page, words: str, method: str) -> None:

@@ -6,7 +6,6 @@ through gradio_client. The app runs in its own process (tests/appserver.py) with
 import browser_env
 import pytest
 from adapter_run import PHRASE, QUESTIONS, copy_run, fixed_phrase_run
-from browser_env import ARGS, CHROMIUM
 
 sync_api = browser_env.sync_api()
 
@@ -25,19 +24,11 @@ def served(tmp_path_factory):
         yield url, run.name
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 def answer(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id} textarea").input_value()
 
 
-def test_a_prompt_gets_both_answers_side_by_side(served, browser):
+def test_a_prompt_gets_both_answers_side_by_side(served, browser):   # browser: tests/conftest.py
     url, run_id = served
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
