@@ -84,6 +84,9 @@ def main() -> None:
                         "shared with other work, 1 keeps idle threads from spinning and skewing CPU time)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set for both, e.g. "
                         "OMP_WAIT_POLICY=PASSIVE (what finetune train sets for itself) to compare on equal terms")
+    parser.add_argument("--ours", action="append", default=[], metavar="KEY: VALUE", help="a further training key "
+                        "for finetune's run file, e.g. 'padding_free: false' to time it with padded batches, as "
+                        "plain TRL trains")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     from finetune.demo import DATA_FILE, MODEL_DIR
@@ -95,7 +98,8 @@ def main() -> None:
         script.write_text(PLAIN)
         for rep in range(args.reps):
             run = tmp / f"run{rep}.yaml"
-            run.write_text(RUN.format(out=tmp / f"ours{rep}", steps=args.steps))
+            run.write_text(RUN.format(out=tmp / f"ours{rep}", steps=args.steps).replace(
+                "optim: adamw_torch_fused}", ", ".join(["optim: adamw_torch_fused", *args.ours]) + "}"))
             pair = [("finetune", ours, [sys.executable, "-m", "finetune", "train", str(run)]),
                     ("plain TRL", plain, [sys.executable, str(script), str(MODEL_DIR), str(DATA_FILE),
                                           str(tmp / f"plain{rep}"), str(args.steps)])]

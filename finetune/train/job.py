@@ -270,6 +270,8 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     trainer = build_trainer(plan, model, [*watch.callbacks(plan, folder),
                                           RunCallback(folder, stopper, last_logged_step=last_step, method=method)])
     trainer.remove_callback(PrinterCallback)  # it prints each log as a dict; RunCallback prints a readable line
+    if padding := getattr(trainer, "padding_note", None):
+        print(padding, flush=True)
     check_count(plan, trainer.model)
     if distributed.world_size() > 1 and distributed.is_main():  # what accelerate made of training.strategy
         print(f"strategy: {run.training.strategy} over {distributed.world_size()} processes (accelerate "
@@ -278,6 +280,8 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     result = trainer.train(resume_from_checkpoint=plan.checkpoint)
     print(f"trained: {result.global_step} steps in {result.metrics.get('train_runtime', 0):.1f} s, "
           f"mean loss {result.training_loss:.4f}", flush=True)
+    if batches := getattr(trainer.data_collator, "batches", 0):
+        print(f"batches: {trainer.data_collator.flat_batches} of {batches} padding-free", flush=True)
     if distributed.world_size() > 1:  # every rank takes part (FSDP gathers the shards); rank 0 writes
         trainer.save_model(str(folder.adapter_dir))
     else:

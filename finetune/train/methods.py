@@ -97,4 +97,9 @@ def build_trainer(plan: Plan, model, callbacks: list):
                   processing_class=plan.tokenizer, peft_config=lora_config(run.lora), callbacks=callbacks)
     if method.name == "grpo":
         kwargs["reward_funcs"] = plan.rewards
+    if method.name == "sft":   # TRL's SFT, without its per-step host reads and padding (train/sft_fast.py)
+        from finetune.train.sft_fast import FastSFTTrainer
+
+        return FastSFTTrainer(**kwargs, padding_free=None if run.data.packing
+                              else run.training_extra.get("padding_free"))
     return method.load("trainer")(**kwargs)

@@ -90,6 +90,10 @@ def config_args(run: RunConfig, device: Device, world_size: int = 1) -> ConfigAr
         raise RunFileError([f"training.{k}: not a setting of {method.config.split(':')[1]}, which method "
                             f"{run.method.name} trains with" for k in foreign])
     kwargs.update(run.training_extra)
+    if run.method.name == "sft" and not run.data.packing and kwargs.pop("padding_free", None) is not None:
+        # TRL's own refuses data.max_length without packing; the job lays batches flat itself (train/batches.py).
+        notes.append("batches: training.padding_free is left out of SFTConfig (TRL refuses it with max_length "
+                     "unless packing); the job lays batches flat itself (train/batches.py)")
     notes += watch.trainer_args(run, kwargs, has_eval)   # early stopping and trackers; the user's keys kept
     return ConfigArgs(method.config, kwargs, notes)
 

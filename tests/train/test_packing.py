@@ -1,7 +1,8 @@
 """data.packing, as the job trains: with it on, the trainer the job builds (setup -> load_model ->
 build_trainer) feeds rows that each hold several examples end to end, position ids restarting at each and no
 padding, and every packed example gets the same logits as when it is alone, so packing changes the speed, not
-what is learned; with it off, the rows are one padded example each. (transformers builds a block-diagonal mask
+what is learned; with it off, a step holds per_device_train_batch_size examples (laid flat where that pays:
+finetune/train/batches.py), each row one padded example when training.padding_free is false. (transformers builds a block-diagonal mask
 from the restarted position ids for the sdpa and eager attentions; flash attention reads the boundaries.)"""
 
 import itertools
@@ -19,10 +20,11 @@ pytestmark = pytest.mark.slow   # each builds the job's trainer on the demo mode
 BATCH = 4
 
 
-def first_batch(tmp_path, packing: bool):
+def first_batch(tmp_path, packing: bool, **training):
     run = {"model": {"name_or_path": "demo"}, "lora": {"r": 8, "lora_alpha": 16},
            "data": {"path": "demo", "max_length": 96, "packing": packing},
-           "training": {"output_dir": str(tmp_path / "out"), "max_steps": 1, "per_device_train_batch_size": BATCH}}
+           "training": {"output_dir": str(tmp_path / "out"), "max_steps": 1, "per_device_train_batch_size": BATCH,
+                        **training}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(run), encoding="utf-8")
     plan = setup(str(path), resume=False)
@@ -49,8 +51,17 @@ def test_packed_rows_hold_several_examples_each_seeing_only_itself(tmp_path):
             torch.testing.assert_close(packed[start:end], alone, atol=1e-5, rtol=1e-4)
 
 
-def test_without_packing_each_row_is_one_padded_example(tmp_path):
+def test_without_packing_a_step_holds_its_batch_of_examples(tmp_path):
+    """Laid flat where that pays (train/batches.py), but per_device_train_batch_size examples, not more."""
     _, batch = first_batch(tmp_path, packing=False)
+    if "position_ids" in batch:
+        assert batch["input_ids"].shape[0] == 1 and len(starts(batch["position_ids"][0])) == BATCH
+    else:
+        assert batch["input_ids"].shape[0] == BATCH
+
+
+def test_with_padding_free_off_each_row_is_one_padded_example(tmp_path):
+    _, batch = first_batch(tmp_path, packing=False, padding_free=False)
     assert batch["input_ids"].shape[0] == BATCH and "position_ids" not in batch
     mask = batch["attention_mask"]
     assert mask.shape == batch["input_ids"].shape and (mask == 0).any()   # shorter examples padded
