@@ -121,6 +121,11 @@ def choose_padding(trainer, always: bool | None) -> str | None:
     collator = trainer.data_collator
     if trainer.args.packing or type(collator) is not DataCollatorForLanguageModeling or collator.padding_free:
         return None
+    parallelism = getattr(trainer.accelerator, "parallelism_config", None)
+    if getattr(parallelism, "cp_enabled", False) or getattr(parallelism, "sp_enabled", False):
+        # Context and sequence parallelism split one row across ranks and drop the per-example mask (TRL says so
+        # for packing): a flat row would let examples attend to each other.
+        return "batches: padded (context or sequence parallelism keeps no per-example mask)"
     shape = model_shape(trainer.model.config)
     if always is None and not shape.exact:
         return (f"batches: padded (model type {getattr(trainer.model.config, 'model_type', '?')} is not one whose "

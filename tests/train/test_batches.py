@@ -90,3 +90,30 @@ def test_chosen_padding_counts_what_it_chose(always, flat_count):
     assert (chosen.flat_batches, chosen.batches) == (flat_count, 2)
     assert shapes[0] == ((1, 59) if always in (None, True) else (4, 40))
     assert shapes[1] == ((1, 40) if always else (4, 10))
+
+
+def fake_trainer(model_type="llama", packing=False, parallelism=None):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    config = SimpleNamespace(model_type=model_type, _attn_implementation="sdpa", **SMALL)
+    return SimpleNamespace(data_collator=DataCollatorForLanguageModeling(pad_token_id=0),
+                           args=SimpleNamespace(packing=packing), model=SimpleNamespace(config=config),
+                           accelerator=SimpleNamespace(parallelism_config=parallelism))
+
+
+@pytest.mark.parametrize(("trainer", "always", "note", "replaced"), [
+    (fake_trainer(), None, "batches: padding-free where a batch is ragged enough to gain (train/batches.py)", True),
+    (fake_trainer(), False, "batches: padded (training.padding_free: False)", True),
+    (fake_trainer("opt"), None, "batches: padded (model type opt is not one whose padding-free batches were "
+                                "checked exact)", False),
+    (fake_trainer(packing=True), None, None, False),   # packing lays examples flat already
+    (fake_trainer(parallelism=SimpleNamespace(cp_enabled=True, sp_enabled=False)), True,
+     "batches: padded (context or sequence parallelism keeps no per-example mask)", False),
+])
+def test_choose_padding_says_what_the_job_does(trainer, always, note, replaced):
+    from finetune.train.batches import choose_padding
+
+    before = trainer.data_collator
+    assert choose_padding(trainer, always) == note
+    assert isinstance(trainer.data_collator, ChosenPadding) is replaced
+    assert replaced or trainer.data_collator is before
