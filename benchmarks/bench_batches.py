@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--even", action="store_true", help="every example at the longest: nothing to save")
     parser.add_argument("--model", help="a FULL config of tests/tiny_configs.py (on a GPU)")
     args = parser.parse_args()
-    sides = {"finetune (chooses)": None, "finetune (padded)": False, "plain TRL": "plain"}
+    sides = {"finetune (chooses)": None, "finetune (padded)": False, "finetune (all flat)": True, "plain TRL": "plain"}
     times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory(prefix="bench-batches-") as tmp:
         tmp = Path(tmp)

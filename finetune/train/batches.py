@@ -18,7 +18,8 @@ measured, not assumed: EXACT_TYPES are those whose flat logits match their separ
 mask and do not.
 
 A run file's `training.padding_free: true` lays every batch flat (TRL's meaning), `false` none; without
-it, the choice above. TRL's own padding_free is never switched on: it refuses data.max_length without
+it, the choice above. Settings under which a flat batch would train differently keep every batch padded
+(`inexact_here`: NEFTune, a MoE router's auxiliary loss, context or sequence parallelism). TRL's own padding_free is never switched on: it refuses data.max_length without
 packing, and the data here is already truncated to max_length by TRL's own tokenization.
 """
 
@@ -39,6 +40,10 @@ EXACT_TYPES = frozenset({
 VARLEN = ("flash_attention_2", "flash_attention_3")
 # A masked flat row of n tokens builds an n x n boolean mask: at 8,192 tokens, 64 MiB.
 FLAT_MASK_LIMIT = 8192
+# Under a mask, a flat batch must be modelled this much cheaper: on the CPU (a 4-layer Llama of width 256, one
+# LoRA step, 2026-12-05), measured flat/padded times came out 1.05-1.24x the modelled ratio (the masked kernel
+# is slower per pair than the model says), so a batch modelled at 0.9 could well be slower flat.
+MASKED_MARGIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def flat_is_cheaper(lengths: list[int], shape: Shape) -> bool:
     if flat > FLAT_MASK_LIMIT:
         return False
     w = shape.pair_weight
-    return flat + flat * flat * w < rows * longest + rows * longest * longest * w
+    return flat + flat * flat * w < MASKED_MARGIN * (rows * longest + rows * longest * longest * w)
 
 
 @dataclass
@@ -121,11 +126,8 @@ def choose_padding(trainer, always: bool | None) -> str | None:
     collator = trainer.data_collator
     if trainer.args.packing or type(collator) is not DataCollatorForLanguageModeling or collator.padding_free:
         return None
-    parallelism = getattr(trainer.accelerator, "parallelism_config", None)
-    if getattr(parallelism, "cp_enabled", False) or getattr(parallelism, "sp_enabled", False):
-        # Context and sequence parallelism split one row across ranks and drop the per-example mask (TRL says so
-        # for packing): a flat row would let examples attend to each other.
-        return "batches: padded (context or sequence parallelism keeps no per-example mask)"
+    if reason := inexact_here(trainer):
+        return f"batches: padded ({reason})"
     shape = model_shape(trainer.model.config)
     if always is None and not shape.exact:
         return (f"batches: padded (model type {getattr(trainer.model.config, 'model_type', '?')} is not one whose "
@@ -134,3 +136,16 @@ def choose_padding(trainer, always: bool | None) -> str | None:
     if always is not None:
         return f"batches: {'every batch padding-free' if always else 'padded'} (training.padding_free: {always})"
     return "batches: padding-free where a batch is ragged enough to gain (train/batches.py)"
+
+
+def inexact_here(trainer) -> str | None:
+    """A setting under which a flat batch would train differently from a padded one, said in a few words."""
+    parallelism = getattr(trainer.accelerator, "parallelism_config", None)
+    if getattr(parallelism, "cp_enabled", False) or getattr(parallelism, "sp_enabled", False):
+        # They split one row across ranks and drop the per-example mask (TRL refuses packing with them).
+        return "context or sequence parallelism keeps no per-example mask"
+    if getattr(trainer.args, "neftune_noise_alpha", None):
+        return "NEFTune scales its noise by the row's length"
+    if getattr(trainer, "aux_loss_enabled", False):
+        return "the router's auxiliary loss would no longer count pad tokens"
+    return None

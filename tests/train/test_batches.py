@@ -51,6 +51,7 @@ def test_pair_weight_follows_the_model_size():
 
 
 LLAMA8B_SDPA = Shape(exact=True, varlen=False, pair_weight=1 / 28_600)
+CPU_BENCH = Shape(exact=True, varlen=False, pair_weight=1 / 1545)
 
 
 @pytest.mark.parametrize(("lengths", "shape", "flat"), [
@@ -61,6 +62,10 @@ LLAMA8B_SDPA = Shape(exact=True, varlen=False, pair_weight=1 / 28_600)
     ([1024, 1000, 1010, 990], Shape(True, True, 1 / 28_600), True),   # varlen attention: any padding saved
     ([3000, 100, 100, 100, 3000, 2000, 100], LLAMA8B_SDPA, False),     # over FLAT_MASK_LIMIT under a mask
     ([50], LLAMA8B_SDPA, False),
+    # Measured on the CPU (benchmarks/bench_batches.py's model, width 256): flat took 0.23x / 0.58x / 1.71x /
+    # 2.09x the padded step's time
+    ([512] + [40] * 7, CPU_BENCH, True), ([512, 256, 128, 64, 32, 16, 300, 200], CPU_BENCH, True),
+    ([500, 450, 480, 100, 300, 200, 250, 512], CPU_BENCH, False), ([256] * 7 + [40], CPU_BENCH, False),
 ])
 def test_a_batch_lies_flat_where_that_costs_less(lengths, shape, flat):
     assert flat_is_cheaper(lengths, shape) is flat
@@ -92,12 +97,13 @@ def test_chosen_padding_counts_what_it_chose(always, flat_count):
     assert shapes[1] == ((1, 40) if always else (4, 10))
 
 
-def fake_trainer(model_type="llama", packing=False, parallelism=None):
+def fake_trainer(model_type="llama", packing=False, parallelism=None, neftune=None, aux_loss=False):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     config = SimpleNamespace(model_type=model_type, _attn_implementation="sdpa", **SMALL)
     return SimpleNamespace(data_collator=DataCollatorForLanguageModeling(pad_token_id=0),
-                           args=SimpleNamespace(packing=packing), model=SimpleNamespace(config=config),
+                           args=SimpleNamespace(packing=packing, neftune_noise_alpha=neftune),
+                           model=SimpleNamespace(config=config), aux_loss_enabled=aux_loss,
                            accelerator=SimpleNamespace(parallelism_config=parallelism))
 
 
@@ -109,6 +115,9 @@ def fake_trainer(model_type="llama", packing=False, parallelism=None):
     (fake_trainer(packing=True), None, None, False),   # packing lays examples flat already
     (fake_trainer(parallelism=SimpleNamespace(cp_enabled=True, sp_enabled=False)), True,
      "batches: padded (context or sequence parallelism keeps no per-example mask)", False),
+    (fake_trainer(neftune=5.0), None, "batches: padded (NEFTune scales its noise by the row's length)", False),
+    (fake_trainer(aux_loss=True), None, "batches: padded (the router's auxiliary loss would no longer count pad "
+                                        "tokens)", False),
 ])
 def test_choose_padding_says_what_the_job_does(trainer, always, note, replaced):
     from finetune.train.batches import choose_padding
