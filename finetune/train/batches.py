@@ -36,8 +36,6 @@ EXACT_TYPES = frozenset({
     "phi", "phi3", "olmo", "olmo2", "starcoder2", "cohere", "granite", "smollm3", "stablelm", "gpt2", "gpt_neox",
     "glm", "exaone4",
 })
-# Attention that runs each example of a flat row on its own (cu_seq_lens): no mask, no cross-example pairs.
-VARLEN = ("flash_attention_2", "flash_attention_3")
 # A masked flat row of n tokens builds an n x n boolean mask: at 8,192 tokens, 64 MiB.
 FLAT_MASK_LIMIT = 8192
 # Under a mask, a flat batch must be modelled this much cheaper: on the CPU (a 4-layer Llama of width 256, one
@@ -59,7 +57,9 @@ def model_shape(config) -> Shape:
     """From a transformers config (the text config of a multimodal one)."""
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     attn = str(getattr(config, "_attn_implementation", None) or "")
-    varlen = attn in VARLEN or "flash" in attn   # also the Hub's kernels-community flash-attn kernels
+    # flash_attention_2/3 and the Hub's kernels-community flash-attn kernels run each example of a flat row on
+    # its own (cu_seq_lens): no mask, no cross-example pairs.
+    varlen = "flash" in attn
     return Shape(exact=getattr(config, "model_type", "") in EXACT_TYPES, varlen=varlen,
                  pair_weight=pair_weight(config))
 
