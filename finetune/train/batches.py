@@ -38,10 +38,11 @@ EXACT_TYPES = frozenset({
 })
 # A masked flat row of n tokens builds an n x n boolean mask: at 8,192 tokens, 64 MiB.
 FLAT_MASK_LIMIT = 8192
-# Under a mask, a flat batch must be modelled this much cheaper: on the CPU (a 4-layer Llama of width 256, one
-# LoRA step, 2026-12-05), measured flat/padded times came out 1.05-1.24x the modelled ratio (the masked kernel
-# is slower per pair than the model says), so a batch modelled at 0.9 could well be slower flat.
-MASKED_MARGIN = 0.8
+# Under a mask (SDPA, eager), a flat row's attention pairs cost more per pair than a padded batch's: its one
+# long row attends over a mostly masked n x n block. Fitted on the CPU (benchmarks/bench_batches.py's 4-layer
+# Llama of width 256, one LoRA step per batch, 2026-12-05), flat/padded step times matched the model with a
+# factor of 1.12-1.45 on the flat pairs; the upper end, rounded, keeps a close call padded.
+MASKED_PAIR_COST = 1.5
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def flat_is_cheaper(lengths: list[int], shape: Shape) -> bool:
     if flat > FLAT_MASK_LIMIT:
         return False
     w = shape.pair_weight
-    return flat + flat * flat * w < MASKED_MARGIN * (rows * longest + rows * longest * longest * w)
+    return flat + MASKED_PAIR_COST * flat * flat * w < rows * longest + rows * longest * longest * w
 
 
 @dataclass

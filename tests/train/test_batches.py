@@ -52,6 +52,7 @@ def test_pair_weight_follows_the_model_size():
 
 LLAMA8B_SDPA = Shape(exact=True, varlen=False, pair_weight=1 / 28_600)
 CPU_BENCH = Shape(exact=True, varlen=False, pair_weight=1 / 1545)
+QWEN05B_SDPA = Shape(exact=True, varlen=False, pair_weight=1 / 11_485)
 
 
 @pytest.mark.parametrize(("lengths", "shape", "flat"), [
@@ -62,6 +63,8 @@ CPU_BENCH = Shape(exact=True, varlen=False, pair_weight=1 / 1545)
     ([1024, 1000, 1010, 990], Shape(True, True, 1 / 28_600), True),   # varlen attention: any padding saved
     ([3000, 100, 100, 100, 3000, 2000, 100], LLAMA8B_SDPA, False),     # over FLAT_MASK_LIMIT under a mask
     ([50], LLAMA8B_SDPA, False),
+    ([192, 32, 100, 60], QWEN05B_SDPA, True),       # half the tokens: the linear layers dominate at this width
+    ([192, 180, 170, 185], QWEN05B_SDPA, False),    # 5% fewer tokens, outweighed by the flat row's pairs
     # Measured on the CPU (benchmarks/bench_batches.py's model, width 256): flat took 0.23x / 0.58x / 1.71x /
     # 2.09x the padded step's time
     ([512] + [40] * 7, CPU_BENCH, True), ([512, 256, 128, 64, 32, 16, 300, 200], CPU_BENCH, True),
