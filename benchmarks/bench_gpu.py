@@ -13,6 +13,9 @@ script reuses the other's). Rows, most wanted first, each run only while the tim
                as whole processes, alternating which goes first: LoRA r=16 on the seven projections, bf16,
                batch 4 x 1024 tokens (plain text longer than that, truncated: every step is 4,096 tokens),
                25 steps, fused AdamW, no gradient checkpointing on either side (TRL's own default is on)
+  ragged       the speed pair on ragged text (bench_batches.py's: examples of 1/8 to all of 1024 tokens, spread
+               evenly): where the job lays batches flat (train/batches.py) and plain TRL pads them; tokens/s
+               counts the real tokens, the same on both sides
   qlora        the same pair with the base model in 4-bit NF4 (the 8B case)
   memory_grid  bench_memory.grid()'s rows (quick: batch 1 x 1024, 4-bit and bf16, checkpointing on and off),
                3 steps of `finetune train` on bench_memory.data_file()
@@ -40,7 +43,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 GPU_DIR = ROOT / "benchmarks" / "gpu"
 ALL7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 sys.path.insert(0, str(GPU_DIR))
-from gpu_plan import CPU, FIELDS, GPU, OURS, Profile, Row, estimate_s, plan  # noqa: E402  (after the path)
+from gpu_plan import CPU, FIELDS, GPU, OURS, PAIRED, Profile, Row, estimate_s, plan  # noqa: E402  (after the path)
 
 # --- the pieces each row runs -----------------------------------------------------------------------------
 
@@ -91,6 +94,27 @@ def text_data(cache: Path, length: int, examples: int) -> Path:
     return path
 
 
+def ragged_data(cache: Path, length: int, examples: int) -> Path:
+    """bench_batches.py's ragged text: `examples` examples of length/8 to length tokens, one per sequence of the
+    run (so every example trains exactly once, in the order the seed shuffles them)."""
+    from bench_batches import ragged_text
+
+    path = cache / f"ragged-{length}-{examples}.jsonl"
+    if not path.is_file():
+        ragged_text(path, examples, max(length // 8, 1), length, even=False)
+    return path
+
+
+def real_tokens(data: Path, folder: Path, length: int) -> int:
+    """The tokens a run over all of `data` trains: each text as the model's tokenizer reads it, plus the EOS
+    TRL appends, truncated to `length`. Both sides of a pair train the same ones."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    texts = [json.loads(line)["text"] for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return sum(min(len(ids) + 1, length) for ids in tokenizer(texts)["input_ids"])
+
+
 def run_file(row: Row, folder: Path, data: Path, out: Path) -> Path:
     """The run file of `finetune train` for a row; the plain side's row gets one too, for the estimate."""
     raw = {"model": {"name_or_path": str(folder), "quantization": row.quantization},
@@ -137,6 +161,7 @@ def measure(row: Row, log: Path, out: Path, code: int | None, wall: float) -> No
     text = log.read_text(errors="replace")
     trained = re.findall(r"trained: (\d+) steps in ([\d.]+) s", text)
     peak = re.findall(r"peak_allocated: (\d+)", text)
+    flat = re.findall(r"^batches: \d+ of \d+ padding-free", text, re.M)   # what the job laid flat (train.log)
     # The first step's loss: the same data, seed and LoRA give the same number on both sides.
     first = re.findall(r"step 1/\d+\s+loss ([\d.]+)" if row.side in OURS else r"'loss': '?([\d.]+)", text)
     steps, train_s = (int(trained[-1][0]), float(trained[-1][1])) if trained else (0, None)
@@ -144,13 +169,14 @@ def measure(row: Row, log: Path, out: Path, code: int | None, wall: float) -> No
         state = json.loads((out / "run" / "status.json").read_text()).get("state")
     else:
         state = "completed" if code == 0 and steps else None
-    tokens = steps * row.batch * row.max_length
+    tokens = row.result.get("tokens") or steps * row.batch * row.max_length   # ragged rows: counted beforehand
     ok = code == 0 and steps == row.steps and state == "completed"
     row.result.update(status="ok" if ok else ("timeout" if code is None else f"failed (exit {code}, {state})"),
                       wall_s=round(wall, 2), train_s=train_s, setup_s=round(wall - train_s, 2) if train_s else None,
                       tokens=tokens, tokens_per_s=round(tokens / train_s, 1) if train_s else None,
                       first_loss=float(first[0]) if first else None,
-                      peak_allocated=int(peak[-1]) if peak else None, note=f"log: {log}")
+                      peak_allocated=int(peak[-1]) if peak else None,
+                      note="; ".join([*flat[-1:], f"log: {log}"]))
 
 
 def add_estimates(rows: list[Row], files: dict[int, Path], timeout: float) -> None:
@@ -182,17 +208,27 @@ def add_estimates(rows: list[Row], files: dict[int, Path], timeout: float) -> No
 
 # --- the run ---------------------------------------------------------------------------------------------
 
+def pair_rest(rows: list[Row], n: int, profile: Profile, smoke: bool) -> float:
+    """The estimated seconds of the rows after rows[n] in its pair: one side alone compares with nothing, so a
+    pair starts only where all of it fits."""
+    row = rows[n]
+    if row.kind not in PAIRED:
+        return 0.0
+    return sum(estimate_s(r, profile, smoke) for r in rows[n + 1:] if r.pair == row.pair)
+
+
 def show_plan(rows: list[Row], profile: Profile, args) -> None:
     built: set[str] = set()
     total = 0.0
     print(f"plan (budget {args.budget_s:.0f} s, {profile.reserve_s:.0f} s of it kept for the count and the CSV):", flush=True)
-    for row in rows:
+    for n, row in enumerate(rows):
         need = estimate_s(row, profile, args.smoke)
         if row.model not in built and not is_built(model_dir(row.model, Path(args.cache), args.smoke)):
             need += estimate_s(Row("build", row.model, "build"), profile, args.smoke)
         built.add(row.model)
         total += need
-        fits = "" if total + profile.reserve_s <= args.budget_s else "   <- past the budget: skipped unless time is left"
+        whole = total + pair_rest(rows, n, profile, args.smoke)   # a pair runs whole or not at all
+        fits = "" if whole + profile.reserve_s <= args.budget_s else "   <- past the budget: skipped unless time is left"
         print(f"  {row.kind:11s} {row.model:16s} {row.side:9s} {row.quantization:4s} b={row.batch} "
               f"s={row.max_length} gc={int(row.gradient_checkpointing)} {row.steps:2d} steps  ~{need:5.0f} s  "
               f"(total ~{total:5.0f} s){fits}", flush=True)
@@ -219,8 +255,11 @@ def run_all(rows: list[Row], args, profile: Profile) -> list[Row]:
         folder = model_dir(row.model, cache, args.smoke)
         if row.model not in built and not is_built(folder):
             need += estimate_s(build_row, profile, args.smoke)
-        if not fits(need):
+        first_of_pair = not any(r.pair == row.pair for r in done)
+        if not fits(need + (pair_rest(rows, n, profile, args.smoke) if first_of_pair else 0)):
             row.result["status"] = "skipped: does not fit in --budget-s"
+        elif any(r.pair == row.pair and r.result.get("status", "").startswith("skipped") for r in done):
+            row.result["status"] = "skipped: the rest of its pair was"
         if row.result.get("status"):
             print(f"[{time.perf_counter() - begin:5.0f} s] {row.kind} {row.model} {row.side}: {row.result['status']}",
                   flush=True)
@@ -250,6 +289,9 @@ def run_all(rows: list[Row], args, profile: Profile) -> list[Row]:
         if row.kind == "memory_grid" and not args.smoke:   # (3M tokens to read: minutes on two cores)
             from bench_memory import data_file
             data = data_file(cache)
+        elif row.kind == "ragged":
+            data = ragged_data(cache, row.max_length, row.steps * row.batch)
+            row.result["tokens"] = real_tokens(data, folder, row.max_length)
         else:
             data = text_data(cache, row.max_length, max(row.steps * row.batch, 8))
         out = cache / "runs" / f"{n:02d}-{row.kind}-{row.model}-{row.side}"
@@ -289,7 +331,7 @@ def summary(rows: list[Row]) -> None:
               f"{(f'{err:+.1f}%' if err is not None else '-'):>7s}  {r['status']}")
     pairs: dict[str, dict[str, dict]] = {}
     for row in rows:
-        if row.kind in ("speed", "qlora") and row.result.get("status") == "ok":
+        if row.kind in PAIRED and row.result.get("status") == "ok":
             pairs.setdefault(row.pair, {})[row.side] = row.result
     print("\nfinetune train against plain TRL (above 1.00x: finetune is faster):")
     for name, sides in pairs.items():
@@ -315,10 +357,12 @@ def main() -> None:
                         help="model folders, data, run folders and logs (bench_memory.py's default: shared)")
     parser.add_argument("--models", nargs="*", help="speed pairs (Meta-Llama-3-8B Qwen2.5-0.5B; the smoke: "
                         "the first)")
+    parser.add_argument("--ragged-models", nargs="*", help="pairs on ragged text (Meta-Llama-3-8B; the smoke: "
+                        "the first of --models)")
     parser.add_argument("--qlora-models", nargs="*", help="4-bit pairs (Meta-Llama-3-8B)")
     parser.add_argument("--grid-models", nargs="*", help="bench_memory.grid(quick=True) rows of `finetune train` "
                         "(Qwen2.5-0.5B Meta-Llama-3-8B; the smoke: one row); name none to leave a kind out")
-    parser.add_argument("--reps", type=int, default=1, help="speed and QLoRA pairs, each in the other order")
+    parser.add_argument("--reps", type=int, default=1, help="the pairs, each in the other order")
     parser.add_argument("--kernels", action="store_true", help="a third row in each speed pair: finetune train "
                         "with use_liger_kernel (the liger-kernel wheel carried: gpu/fetch_wheels.py)")
     parser.add_argument("--steps", type=int)
@@ -337,6 +381,8 @@ def main() -> None:
     args.budget_s = args.budget_s or (60 if smoke else 540)
     if args.models is None:
         args.models = ["Meta-Llama-3-8B"] if smoke else ["Meta-Llama-3-8B", "Qwen2.5-0.5B"]
+    if args.ragged_models is None:
+        args.ragged_models = args.models[:1] if smoke else ["Meta-Llama-3-8B"]
     if args.qlora_models is None:
         args.qlora_models = args.models[:1] if smoke else ["Meta-Llama-3-8B"]
     if args.grid_models is None:

@@ -13,7 +13,7 @@ FIELDS = ["kind", "model", "side", "pair", "quantization", "r", "batch", "max_le
 
 @dataclass
 class Row:
-    kind: str            # speed | qlora | memory_grid | build
+    kind: str            # speed | ragged | qlora | memory_grid | build
     model: str           # a FULL name of tests/tiny_configs.py
     side: str            # finetune | liger (finetune with use_liger_kernel) | plain_trl (build: the model folder)
     pair: str = ""       # rows compared with each other share it
@@ -52,6 +52,7 @@ CPU = Profile(5, {"finetune": 12, "liger": 12, "plain_trl": 12}, {"finetune": 0,
 # liger's 27 s start is a guess (finetune's plus Triton compiling its kernels): never measured yet; the plan
 # rescales by what the finished rows really took.
 OURS = ("finetune", "liger")   # the sides that run `finetune train`
+PAIRED = ("speed", "ragged", "qlora")   # the kinds run as pairs: `finetune train` against plain TRL
 
 
 def params(model: str) -> int:
@@ -71,7 +72,8 @@ def estimate_s(row: Row, p: Profile, smoke: bool) -> float:
 
 
 def plan(args) -> list[Row]:
-    """The rows, most wanted first: the speed pairs, the QLoRA pair, then the memory grid."""
+    """The rows, most wanted first: the speed pairs, the ragged-data pairs, the QLoRA pair, then the memory
+    grid."""
     from bench_memory import grid
 
     rows: list[Row] = []
@@ -80,13 +82,15 @@ def plan(args) -> list[Row]:
     def pair(kind: str, model: str, quant: str, rep: int) -> None:
         # --kernels: Liger's Triton kernels are one of issue 19's levers; measured beside the pair, never assumed.
         sides = ["finetune", *(["liger"] if args.kernels and kind == "speed" else []), "plain_trl"]
-        n = sum(1 for r in rows if r.side == "finetune" and r.kind in ("speed", "qlora"))
+        n = sum(1 for r in rows if r.side == "finetune" and r.kind in PAIRED)
         for side in sides if n % 2 == 0 else sides[::-1]:   # alternate which goes first
             rows.append(Row(kind, model, side, f"{kind}-{model}-{quant}-{rep}", quant, **shape))
 
     for rep in range(args.reps):
         for model in args.models:
             pair("speed", model, "none", rep)
+        for model in args.ragged_models:
+            pair("ragged", model, "none", rep)
         for model in args.qlora_models:
             pair("qlora", model, "4bit", rep)
     grid_rows = []

@@ -18,16 +18,17 @@ def test_smoke_trains_both_sides_and_writes_the_csv(tmp_path):
     from bench_gpu import FIELDS
 
     out = tmp_path / "gpu.csv"
-    # The speed pair alone (about a minute on two quiet cores); --budget-s only guards a busy machine.
+    # The speed and ragged pairs alone (about two minutes on two quiet cores); --budget-s only guards a busy
+    # machine.
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--smoke", "--qlora-models",
-                           "--grid-models", "--budget-s", "170", "--cache", str(tmp_path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=240)
+                           "--grid-models", "--budget-s", "320", "--cache", str(tmp_path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with out.open() as f:
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == FIELDS
-    assert [r["kind"] for r in rows] == ["build", "speed", "speed"]
+    assert [r["kind"] for r in rows] == ["build", "speed", "speed", "ragged", "ragged"]
     speed = {r["side"]: r for r in rows if r["kind"] == "speed"}
     assert set(speed) == {"finetune", "plain_trl"}, done.stdout
     for side, r in speed.items():
@@ -37,7 +38,15 @@ def test_smoke_trains_both_sides_and_writes_the_csv(tmp_path):
         assert int(r["estimate_total"]) > 0     # `finetune count --json`'s memory total, for both rows
     # Same data, seed and LoRA: the first step's loss agrees.
     assert float(speed["finetune"]["first_loss"]) == pytest.approx(float(speed["plain_trl"]["first_loss"]), abs=0.01)
+    # Ragged text: both sides train the same real tokens, fewer than full rows would hold.
+    ragged = {r["side"]: r for r in rows if r["kind"] == "ragged"}
+    assert {r["status"] for r in ragged.values()} == {"ok"}, done.stdout
+    assert ragged["finetune"]["tokens"] == ragged["plain_trl"]["tokens"]
+    assert ragged["finetune"]["note"].startswith("batches: ") and " of 2 padding-free" in ragged["finetune"]["note"]
+    assert 2 * 2 * 32 / 8 < int(ragged["finetune"]["tokens"]) < 2 * 2 * 32
+    assert float(ragged["finetune"]["first_loss"]) == pytest.approx(float(ragged["plain_trl"]["first_loss"]), abs=0.01)
     assert "finetune train against plain TRL" in done.stdout
+    assert "ragged-Meta-Llama-3-8B-none-0:" in done.stdout
 
 
 def test_kernels_add_a_liger_row_to_each_speed_pair_only(tmp_path):
@@ -48,7 +57,7 @@ def test_kernels_add_a_liger_row_to_each_speed_pair_only(tmp_path):
     from bench_gpu import run_file
     from gpu_plan import plan
 
-    args = Namespace(kernels=True, reps=1, models=["Qwen2.5-0.5B"], qlora_models=["Meta-Llama-3-8B"],
+    args = Namespace(kernels=True, reps=1, models=["Qwen2.5-0.5B"], ragged_models=[], qlora_models=["Meta-Llama-3-8B"],
                      grid_models=[], smoke=False, batch=4, length=1024, steps=25)
     rows = plan(args)
     speed = {r.side for r in rows if r.kind == "speed"}
@@ -60,3 +69,21 @@ def test_kernels_add_a_liger_row_to_each_speed_pair_only(tmp_path):
     assert raw["training"]["use_liger_kernel"] is True
     plain = next(r for r in rows if r.side == "finetune" and r.kind == "speed")
     assert "use_liger_kernel" not in json.loads(run_file(plain, tmp_path, tmp_path, tmp_path / "o2").read_text())["training"]
+
+
+def test_a_pair_is_planned_whole_or_not_at_all(capsys):
+    """One side of a pair alone compares with nothing: where the budget ends inside a pair, both sides are
+    marked past it."""
+    from argparse import Namespace
+
+    from bench_gpu import show_plan
+    from gpu_plan import GPU, plan
+
+    args = Namespace(kernels=False, reps=1, models=["Meta-Llama-3-8B"], ragged_models=["Meta-Llama-3-8B"],
+                     qlora_models=[], grid_models=[], smoke=False, batch=4, length=1024, steps=25, budget_s=250,
+                     cache="/nonexistent")
+    show_plan(plan(args), GPU, args)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    past = ["past the budget" in line for line in lines]
+    assert [line.split()[0] for line in lines] == ["speed", "speed", "ragged", "ragged"]
+    assert past == [False, False, True, True]   # 163 s + 62 s would fit one ragged side, not both
