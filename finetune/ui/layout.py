@@ -358,7 +358,7 @@ def runs_section(ui: SimpleNamespace) -> None:
                                   info="Two or more: their train loss in one chart, and the settings that differ.")
     ui.compare_plot = gr.LinePlot(None, x="step", y="loss", color="run", x_axis_format=plots.X_FORMAT,
                                   title="Train loss by run", x_title="step", y_title="loss", color_title="run",
-                                  height=300, elem_id="compare-plot")
+                                  height=300, elem_id="compare-plot", visible=False)   # shown with its runs
     ui.config_diff = gr.Markdown("Select two or more runs to compare their curves and settings.",
                                  elem_id="config-diff")
     vars(ui).update(sweep_view.build())   # a sweep of the form's run and its ranking (ui/sweep_view.py)

@@ -107,8 +107,9 @@ def wire_runs(ui, jobs) -> None:
                        trigger_mode="always_last", **FAST)
 
     def on_compare(run_ids):
+        """The chart is shown only while it has runs to draw: an empty chart is a blank box with a spinner."""
         frame, diff = compare_data(jobs.runs_dir, run_ids or [])
-        return frame, diff
+        return gr.LinePlot(value=frame, visible=frame is not None), diff
 
     def compare_settings(run_ids):
         """Sent after the data, on its own (finetune/ui/plots.py, point 2): the chart's spec is rebuilt from
