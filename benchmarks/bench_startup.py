@@ -22,16 +22,14 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))   # appserver.free_port
+sys.path.insert(0, str(ROOT / "tests"))   # appserver: free_port, answers, interrupt
 
 
 SMOLLM2_135M = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 576,
@@ -63,7 +61,7 @@ def timed(cmd: list[str], env: dict) -> tuple[float, float]:
 
 def app_start(env: dict, runs: Path) -> tuple[float, float]:
     """(wall, CPU) of `python app.py` from spawn until its API answers (CPU read from /proc while it runs)."""
-    from appserver import free_port
+    from appserver import answers, free_port, interrupt
 
     port = free_port()
     env = dict(env, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), FINETUNE_RUNS_DIR=str(runs))
@@ -72,13 +70,7 @@ def app_start(env: dict, runs: Path) -> tuple[float, float]:
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
+        while not answers(f"http://127.0.0.1:{port}"):
             if proc.poll() is not None:
                 sys.exit(f"the app exited with code {proc.returncode}")
             time.sleep(0.05)
@@ -87,12 +79,7 @@ def app_start(env: dict, runs: Path) -> tuple[float, float]:
         cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime of the app
         return wall, cpu
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
 
 
 def main() -> None:

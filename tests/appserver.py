@@ -22,7 +22,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _up(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether the app at `url` answers its API's info route (it has started)."""
     try:
         with urllib.request.urlopen(f"{url}/gradio_api/info", timeout=2) as r:
             return r.status == 200
@@ -49,7 +50,7 @@ def serve_app(runs_dir, env: dict | None = None, timeout: float = 180.0, cwd=ROO
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
-            while not _up(url):
+            while not answers(url):
                 if proc.poll() is not None:
                     raise RuntimeError(f"the app exited with code {proc.returncode}; see {log.name}")
                 if time.monotonic() > deadline:
@@ -58,12 +59,17 @@ def serve_app(runs_dir, env: dict | None = None, timeout: float = 180.0, cwd=ROO
             yield url
         finally:
             stop_runs(runs_path)
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            interrupt(proc)
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop the app as Ctrl-C would (Gradio closes its server), killing it only if it hangs."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def stop_runs(runs_dir, timeout: float = 60.0) -> None:
