@@ -4,7 +4,8 @@ Used by the tests (static parts, on the CPU, to 2%) and by benchmarks/bench_memo
 on a GPU). Everything here imports torch and PEFT; the estimate itself (memory.py) never does.
 
 - `prepare(run)`: the base model as finetune.model.loading.load_model gives it (quantized models through
-  prepare_quantized_for_training), the LoRA adapter from get_peft_model, and TRL's SFTTrainer rule for
+  prepare_quantized_for_training), the LoRA adapter from get_peft_model with the job's adapter inputs
+  (finetune.model.adapter_inputs), and TRL's SFTTrainer rule for
   quantized bases (adapter weights, but not DoRA magnitudes, cast to bfloat16; trl 1.16 sft_trainer.py).
 - `weights_bytes`: model.get_memory_footprint() of the frozen base, plus the quantization constants
   bitsandbytes keeps beside each quantized weight (absmax, code tables, SCB), which the footprint leaves out.
@@ -22,11 +23,13 @@ def prepare(run, base=None):
     import torch
     from peft import get_peft_model
 
+    from finetune.model.adapter_inputs import read_inputs_as_is
     from finetune.model.loading import load_model, lora_config
 
     if base is None:
         base = load_model(run.model, run.training.gradient_checkpointing)
     model = get_peft_model(base, lora_config(run.lora))
+    read_inputs_as_is(model)   # as the job does under mixed precision; outside autocast it changes nothing
     if run.model.quantization != "none":
         for name, p in model.named_parameters():
             if p.requires_grad and "lora_magnitude_vector" not in name:

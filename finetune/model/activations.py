@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from finetune.model.adapter_inputs import reads_input_as_is
 from finetune.model.architecture import CONV1D, EMBEDDING, LINEAR, Skeleton
 from finetune.model.dtypes import BYTES
 from finetune.model.trainables import trainable_tensors
@@ -157,9 +158,12 @@ def activation_parts(count, lay: dict, s, fused_head: bool = True) -> tuple[int,
     # gate/up), nothing for the attention output, which attention keeps already. Then the rank-r
     # intermediate; with dropout a mask and the dropped copy; with DoRA the base and adapter outputs.
     stream_dt = "float32" if stream == 4 else s.dtype
-    # PEFT's bitsandbytes layers cast the adapter's input to its dtype only outside autocast: under autocast a
-    # quantized base's adapters read the stream itself.
-    adapter_dt = (s.dtype if autocast else "bfloat16") if quant else "float32"
+    # Under autocast, PEFT's bitsandbytes layers never cast the adapter's input, and the job's plain LoRA layers
+    # skip the cast where autocast would undo it (finetune.model.adapter_inputs): both read the stream itself.
+    if autocast and (quant or reads_input_as_is(s.lora_dropout, s.use_dora)):
+        adapter_dt = s.dtype
+    else:
+        adapter_dt = "bfloat16" if quant else "float32"
     kept = c if autocast else adapter      # bytes of the tensor the adapter's first matmul keeps
     adapters = 0
     shared = set()

@@ -247,6 +247,7 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     """Load, attach, train, save; returns the final state."""
     from transformers import PrinterCallback
 
+    from finetune.model.adapter_inputs import read_inputs_as_is
     from finetune.model.loading import device_kind, load_model
     from finetune.train.callbacks import RunCallback
     from finetune.train.methods import METHODS, build_trainer
@@ -270,6 +271,11 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     trainer = build_trainer(plan, model, [*watch.callbacks(plan, folder),
                                           RunCallback(folder, stopper, last_logged_step=last_step, method=method)])
     trainer.remove_callback(PrinterCallback)  # it prints each log as a dict; RunCallback prints a readable line
+    # Under mixed precision the adapters skip PEFT's float32 copy of their input, which autocast undoes (exact;
+    # finetune/model/adapter_inputs.py). Not under torch.compile, which would have to trace the hooks: untested.
+    mixed = (plan.args.bf16 or plan.args.fp16) and not plan.args.torch_compile
+    if mixed and (layers := len(read_inputs_as_is(trainer.model))):
+        print(f"adapters: {layers} skip PEFT's float32 copy of a 16-bit input under autocast", flush=True)
     if padding := getattr(trainer, "padding_note", None):
         print(padding, flush=True)
     check_count(plan, trainer.model)

@@ -179,9 +179,9 @@ def test_kept_activations_match_autograd(models, arch, quant):
     count = count_run(run)
     kept, _ = activation_parts(count, layout(count._skel), settings_of(run, CPU))
     # OPT's LayerNorms: CUDA's autocast runs layer_norm in float32 and keeps a float32 copy of its input, as
-    # the estimate counts; the CPU's runs it in bfloat16 and keeps half that. Over a quantized base, whose
-    # residual stream is bfloat16 as on the GPU, that is 21% of this tiny model's kept bytes.
-    tolerance = 0.03 if arch in ("llama", "qwen3") else 0.25 if arch == "opt" and quant != "none" else 0.15
+    # the estimate counts; the CPU's runs it in bfloat16 and keeps half that: 19-21% of this tiny model's kept
+    # bytes, now that its adapters keep no copies of their inputs (finetune.model.adapter_inputs).
+    tolerance = 0.03 if arch in ("llama", "qwen3") else 0.25 if arch == "opt" else 0.15
     assert within(kept, measured, tolerance), (kept, measured)
 
 
