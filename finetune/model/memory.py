@@ -27,9 +27,9 @@ SFTTrainer), measured on loaded models by tests/model/test_memory.py:
                output and a logsumexp (eager adds the heads x s x s scores), a gated MLP keeps three
                intermediates (one without gate), and every adapter keeps its own copy of its input when PEFT
                casts it to the adapter's dtype (with dropout or DoRA: finetune.model.adapter_inputs). Gradient
-               checkpointing keeps one hidden state per layer and recomputes one layer at a time. TRL's fused LM head never builds the (tokens x vocabulary)
-               logits: it works on 4096 x 32768 tiles. Token count is batch x max_length (padding to the
-               longest example can only be shorter).
+               checkpointing keeps one hidden state per layer and recomputes one layer at a time. TRL's fused
+               LM head never builds the (tokens x vocabulary) logits: it works on 4096 x 32768 tiles. Token
+               count is batch x max_length (padding to the longest example can only be shorter).
   overhead     the CUDA context (kernels, cuBLAS workspaces), outside PyTorch's allocator, and a margin for
                the caching allocator's fragmentation.
 """
