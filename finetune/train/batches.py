@@ -100,12 +100,11 @@ def flat_is_cheaper(lengths: list[int], shape: Shape) -> bool:
 @dataclass
 class ChosenPadding:
     """TRL's collator, padded or flat batch by batch. `always` True/False is the run file's
-    training.padding_free; None chooses by cost. Counts what it chose, for train.log."""
+    training.padding_free; None chooses by cost. (What was trained is counted by the trainer: the data loader
+    collates a batch ahead, and evaluation's batches come through here too.)"""
     padded: Any   # trl's DataCollatorForLanguageModeling (imported where trl is)
     shape: Shape
     always: bool | None = None
-    flat_batches: int = 0
-    batches: int = 0
 
     def __post_init__(self):
         self.flat = dataclasses.replace(self.padded, padding_free=True)   # the same pad token and multiple
@@ -114,8 +113,6 @@ class ChosenPadding:
         lengths = [len(e["input_ids"]) for e in examples]
         lay_flat = self.always if self.always is not None else self.shape.exact and flat_is_cheaper(lengths,
                                                                                                    self.shape)
-        self.batches += 1
-        self.flat_batches += bool(lay_flat)
         return (self.flat if lay_flat else self.padded)(examples)
 
 

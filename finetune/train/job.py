@@ -286,8 +286,8 @@ def train(plan: Plan, folder: RunFolder, stopper) -> str:
     result = trainer.train(resume_from_checkpoint=plan.checkpoint)
     print(f"trained: {result.global_step} steps in {result.metrics.get('train_runtime', 0):.1f} s, "
           f"mean loss {result.training_loss:.4f}", flush=True)
-    if batches := getattr(trainer.data_collator, "batches", 0):
-        print(f"batches: {trainer.data_collator.flat_batches} of {batches} padding-free", flush=True)
+    if hasattr(trainer, "batches_note") and (batches := trainer.batches_note()):
+        print(batches, flush=True)
     if distributed.world_size() > 1:  # every rank takes part (FSDP gathers the shards); rank 0 writes
         trainer.save_model(str(folder.adapter_dir))
     else:

@@ -19,7 +19,7 @@ from collections import defaultdict
 import torch
 from trl import SFTConfig, SFTTrainer
 
-from finetune.train.batches import choose_padding
+from finetune.train.batches import ChosenPadding, choose_padding
 
 STEP_METRICS = ("entropy", "mean_token_accuracy")
 
@@ -30,6 +30,7 @@ class FastSFTTrainer(SFTTrainer):
     def __init__(self, *args, padding_free: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.padding_note = choose_padding(self, padding_free)
+        self.trained_batches = self.flat_batches = 0   # micro-batches trained, and how many of them lay flat
         self._pending: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list),
                                                                    "eval": defaultdict(list)}
         self._pending_tokens: torch.Tensor | None = None
@@ -76,6 +77,8 @@ class FastSFTTrainer(SFTTrainer):
             self._pending_tokens = tokens if self._pending_tokens is None else self._pending_tokens + tokens
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        self.trained_batches += 1
+        self.flat_batches += "attention_mask" not in inputs   # TRL's padding-free batches carry no mask
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not self._filter_nonfinite:
             return loss
@@ -83,6 +86,12 @@ class FastSFTTrainer(SFTTrainer):
         # steps since the last log.
         mean_so_far = self._tr_loss / (1 + self.state.global_step - self._globalstep_last_logged)
         return torch.where(torch.isfinite(loss), loss, mean_so_far)
+
+    def batches_note(self) -> str | None:
+        """The line for train.log after training: how many trained batches lay flat, where the job chose."""
+        if not isinstance(self.data_collator, ChosenPadding) or not self.trained_batches:
+            return None
+        return f"batches: {self.flat_batches} of {self.trained_batches} padding-free"
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """The kept numbers, read back in one go, become TRL's lists (one value each: their mean)."""

@@ -88,14 +88,15 @@ def test_model_shape_reads_attention_and_type_from_the_config():
 
 
 @pytest.mark.parametrize(("always", "flat_count"), [(None, 1), (True, 2), (False, 0)])
-def test_chosen_padding_counts_what_it_chose(always, flat_count):
+def test_chosen_padding_lays_flat_what_it_chose(always, flat_count):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     chosen = ChosenPadding(DataCollatorForLanguageModeling(pad_token_id=0), Shape(True, False, 1 / 484), always)
     ragged = [{"input_ids": list(range(3, 3 + n))} for n in (40, 5, 8, 6)]
     even = [{"input_ids": list(range(3, 13))} for _ in range(4)]
-    shapes = [tuple(chosen(b)["input_ids"].shape) for b in (ragged, even)]
-    assert (chosen.flat_batches, chosen.batches) == (flat_count, 2)
+    batches = [chosen(b) for b in (ragged, even)]
+    shapes = [tuple(b["input_ids"].shape) for b in batches]
+    assert sum("attention_mask" not in b for b in batches) == flat_count
     assert shapes[0] == ((1, 59) if always in (None, True) else (4, 40))
     assert shapes[1] == ((1, 40) if always else (4, 10))
 

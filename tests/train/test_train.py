@@ -5,6 +5,7 @@ written. Most runs call main() in-process (the libraries import once); the signa
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -135,6 +136,8 @@ def test_bf16_adapters_read_their_input_as_is_with_the_same_curve_and_answers(tm
 
     out, ours, our_answers = run("as-is")
     assert "adapters: 28 skip PEFT's float32 copy of a 16-bit input under autocast" in out and "cpu, bf16)" in out
+    # six steps mid-epoch, with evaluation: the batches trained, not those the data loader collated ahead
+    assert re.search(r"^batches: \d of 6 padding-free$", out, re.M), out
     monkeypatch.setattr(adapter_inputs, "read_inputs_as_is", lambda model: [])
     out, peft, peft_answers = run("peft")
     assert "adapters:" not in out
