@@ -12,7 +12,8 @@ script reuses the other's). Rows, most wanted first, each run only while the tim
   speed        `python -m finetune train RUN` and benchmarks/gpu/plain_trl.py (TRL's SFTTrainer written by hand)
                as whole processes, alternating which goes first: LoRA r=16 on the seven projections, bf16,
                batch 4 x 1024 tokens (plain text longer than that, truncated: every step is 4,096 tokens),
-               25 steps, fused AdamW, no gradient checkpointing on either side (TRL's own default is on)
+               25 steps, fused AdamW, no gradient checkpointing on either side (TRL's own default is on:
+               --trl-defaults adds plain TRL with it, as a user who never sets it trains)
   ragged       the speed pair on ragged text (bench_batches.py's: examples of 1/8 to all of 1024 tokens, spread
                evenly): where the job lays batches flat (train/batches.py) and plain TRL pads them; tokens/s
                counts the real tokens, the same on both sides
@@ -43,7 +44,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 GPU_DIR = ROOT / "benchmarks" / "gpu"
 ALL7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 sys.path.insert(0, str(GPU_DIR))
-from gpu_plan import CPU, FIELDS, GPU, OURS, PAIRED, Profile, Row, estimate_s, plan  # noqa: E402  (after the path)
+from gpu_plan import BASELINES, CPU, FIELDS, GPU, OURS, PAIRED, Profile, Row, estimate_s, plan  # noqa: E402
 
 # --- the pieces each row runs -----------------------------------------------------------------------------
 
@@ -138,7 +139,8 @@ def command(row: Row, folder: Path, data: Path, out: Path) -> list[str]:
         return [sys.executable, str(GPU_DIR / "peak.py"), "-m", "finetune", "train", str(out / "run.json")]
     return [sys.executable, str(GPU_DIR / "plain_trl.py"), str(folder), str(data), str(out / "run"), "--steps",
             str(row.steps), "--batch", str(row.batch), "--length", str(row.max_length), "--quantization",
-            row.quantization, *(["--gradient-checkpointing"] if row.gradient_checkpointing else [])]
+            row.quantization, *(["--trl-defaults"] if row.side == "trl_defaults" else
+                                ["--gradient-checkpointing"] if row.gradient_checkpointing else [])]
 
 
 def timed(cmd: list[str], log: Path, timeout: float, cache: Path) -> tuple[int | None, float]:
@@ -229,7 +231,7 @@ def show_plan(rows: list[Row], profile: Profile, args) -> None:
         total += need
         whole = total + pair_rest(rows, n, profile, args.smoke)   # a pair runs whole or not at all
         fits = "" if whole + profile.reserve_s <= args.budget_s else "   <- past the budget: skipped unless time is left"
-        print(f"  {row.kind:11s} {row.model:16s} {row.side:9s} {row.quantization:4s} b={row.batch} "
+        print(f"  {row.kind:11s} {row.model:16s} {row.side:12s} {row.quantization:4s} b={row.batch} "
               f"s={row.max_length} gc={int(row.gradient_checkpointing)} {row.steps:2d} steps  ~{need:5.0f} s  "
               f"(total ~{total:5.0f} s){fits}", flush=True)
 
@@ -316,16 +318,16 @@ def summary(rows: list[Row]) -> None:
     def num(x, fmt):
         return format(x, fmt) if isinstance(x, (int, float)) else "-"
 
-    print(f"\n{'kind':11s} {'model':16s} {'side':9s} {'quant':5s} gc {'wall s':>7s} {'train s':>7s} {'setup s':>7s} "
+    print(f"\n{'kind':11s} {'model':16s} {'side':12s} {'quant':5s} gc {'wall s':>7s} {'train s':>7s} {'setup s':>7s} "
           f"{'tokens/s':>9s} {'peak GB':>7s} {'est GB':>7s} {'est err':>7s}  status")
     for row in rows:
         r = row.result
         if row.kind == "build":
-            print(f"{'build':11s} {row.model:16s} {'':9s} {'':5s}    {num(r.get('wall_s'), '7.1f'):>7s}  "
+            print(f"{'build':11s} {row.model:16s} {'':12s} {'':5s}    {num(r.get('wall_s'), '7.1f'):>7s}  "
                   f"{r.get('note', '')}  {r['status']}")
             continue
         err = r.get("estimate_error_percent")
-        print(f"{row.kind:11s} {row.model:16s} {row.side:9s} {row.quantization:5s} {int(row.gradient_checkpointing):2d} "
+        print(f"{row.kind:11s} {row.model:16s} {row.side:12s} {row.quantization:5s} {int(row.gradient_checkpointing):2d} "
               f"{num(r.get('wall_s'), '7.1f'):>7s} {num(r.get('train_s'), '7.1f'):>7s} {num(r.get('setup_s'), '7.1f'):>7s} "
               f"{num(r.get('tokens_per_s'), '9,.0f'):>9s} {gb(r.get('peak_allocated'))} {gb(r.get('estimate_total'))} "
               f"{(f'{err:+.1f}%' if err is not None else '-'):>7s}  {r['status']}")
@@ -335,11 +337,12 @@ def summary(rows: list[Row]) -> None:
             pairs.setdefault(row.pair, {})[row.side] = row.result
     print("\nfinetune train against plain TRL (above 1.00x: finetune is faster):")
     for name, sides in pairs.items():
-        plain = sides.get("plain_trl")
-        for side, ours in sides.items():
-            if plain is None or side == "plain_trl":
+        for (side, ours), baseline in ((s, b) for s in sides.items() for b in BASELINES):
+            plain = sides.get(baseline)
+            if plain is None or side not in OURS:
                 continue
-            label = name if side == "finetune" else f"{name} with {side}"
+            label = (name if side == "finetune" else f"{name} with {side}") + (
+                " vs TRL's defaults (checkpointing on)" if baseline == "trl_defaults" else "")
             memory = (f", peak memory {ours['peak_allocated'] / plain['peak_allocated']:.2f}x"
                       if ours.get("peak_allocated") and plain.get("peak_allocated") else "")
             print(f"  {label}: tokens/s in train() {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}x, whole "
@@ -365,6 +368,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1, help="the pairs, each in the other order")
     parser.add_argument("--kernels", action="store_true", help="a third row in each speed pair: finetune train "
                         "with use_liger_kernel (the liger-kernel wheel carried: gpu/fetch_wheels.py)")
+    parser.add_argument("--trl-defaults", action="store_true", help="a further row in each speed pair: plain "
+                        "TRL with SFTConfig's own default, gradient checkpointing on (what a user who sets nothing "
+                        "runs; the job's default is off)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch", type=int)
     parser.add_argument("--length", type=int)

@@ -15,7 +15,8 @@ FIELDS = ["kind", "model", "side", "pair", "quantization", "r", "batch", "max_le
 class Row:
     kind: str            # speed | ragged | qlora | memory_grid | build
     model: str           # a FULL name of tests/tiny_configs.py
-    side: str            # finetune | liger (finetune with use_liger_kernel) | plain_trl (build: the model folder)
+    side: str            # finetune | liger (finetune with use_liger_kernel) | plain_trl | trl_defaults (plain_trl
+                         # with TRL's default gradient checkpointing) (build: the model folder)
     pair: str = ""       # rows compared with each other share it
     quantization: str = "none"
     r: int = 16
@@ -45,13 +46,14 @@ class Profile:
     step_s: float          # each step's fixed cost
 
 
-GPU = Profile(20, {"finetune": 24, "liger": 27, "plain_trl": 24}, {"finetune": 0.5, "liger": 0.5, "plain_trl": 0.5},
-              0.4, 15, 1.5, 0.4 * 790e12, 0.45)
-CPU = Profile(5, {"finetune": 12, "liger": 12, "plain_trl": 12}, {"finetune": 0, "liger": 0, "plain_trl": 0}, 0, 8, 0,
-              1e9, 1.5)
+GPU = Profile(20, {"finetune": 24, "liger": 27, "plain_trl": 24, "trl_defaults": 24},
+              {"finetune": 0.5, "liger": 0.5, "plain_trl": 0.5, "trl_defaults": 0.5}, 0.4, 15, 1.5, 0.4 * 790e12, 0.45)
+CPU = Profile(5, {"finetune": 12, "liger": 12, "plain_trl": 12, "trl_defaults": 12},
+              {"finetune": 0, "liger": 0, "plain_trl": 0, "trl_defaults": 0}, 0, 8, 0, 1e9, 1.5)
 # liger's 27 s start is a guess (finetune's plus Triton compiling its kernels): never measured yet; the plan
 # rescales by what the finished rows really took.
 OURS = ("finetune", "liger")   # the sides that run `finetune train`
+BASELINES = ("plain_trl", "trl_defaults")   # the sides that run plain_trl.py
 PAIRED = ("speed", "ragged", "qlora")   # the kinds run as pairs: `finetune train` against plain TRL
 
 
@@ -81,10 +83,14 @@ def plan(args) -> list[Row]:
 
     def pair(kind: str, model: str, quant: str, rep: int) -> None:
         # --kernels: Liger's Triton kernels are one of issue 19's levers; measured beside the pair, never assumed.
-        sides = ["finetune", *(["liger"] if args.kernels and kind == "speed" else []), "plain_trl"]
+        # --trl-defaults: plain TRL as a user who sets nothing trains it (SFTConfig turns checkpointing on).
+        speed = kind == "speed"
+        sides = ["finetune", *(["liger"] if args.kernels and speed else []), "plain_trl",
+                 *(["trl_defaults"] if args.trl_defaults and speed else [])]
         n = sum(1 for r in rows if r.side == "finetune" and r.kind in PAIRED)
         for side in sides if n % 2 == 0 else sides[::-1]:   # alternate which goes first
-            rows.append(Row(kind, model, side, f"{kind}-{model}-{quant}-{rep}", quant, **shape))
+            rows.append(Row(kind, model, side, f"{kind}-{model}-{quant}-{rep}", quant, **shape,
+                            gradient_checkpointing=side == "trl_defaults"))
 
     for rep in range(args.reps):
         for model in args.models:

@@ -1,5 +1,5 @@
-"""benchmarks/bench_gpu.py --smoke: the GPU benchmark's code paths on the CPU (tiny configs, 2 steps): both
-sides train, and the CSV has its columns."""
+"""benchmarks/bench_gpu.py --smoke: the GPU benchmark's code paths on the CPU (tiny configs, 2 steps): every
+side trains, and the CSV has its columns."""
 
 import csv
 import json
@@ -21,23 +21,31 @@ def test_smoke_trains_both_sides_and_writes_the_csv(tmp_path):
     # The speed and ragged pairs alone (about two minutes on two quiet cores); --budget-s only guards a busy
     # machine.
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--smoke", "--qlora-models",
-                           "--grid-models", "--budget-s", "320", "--cache", str(tmp_path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=420)
+                           "--grid-models", "--trl-defaults", "--budget-s", "360", "--cache", str(tmp_path),
+                           "--out", str(out)], capture_output=True, text=True, timeout=460)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with out.open() as f:
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == FIELDS
-    assert [r["kind"] for r in rows] == ["build", "speed", "speed", "ragged", "ragged"]
+    assert [r["kind"] for r in rows] == ["build", "speed", "speed", "speed", "ragged", "ragged"]
     speed = {r["side"]: r for r in rows if r["kind"] == "speed"}
-    assert set(speed) == {"finetune", "plain_trl"}, done.stdout
+    assert set(speed) == {"finetune", "plain_trl", "trl_defaults"}, done.stdout
+    # --trl-defaults: plain TRL as a user who sets nothing runs it, with SFTConfig's gradient checkpointing on
+    assert [speed[s]["gradient_checkpointing"] for s in ("finetune", "plain_trl", "trl_defaults")] == [
+        "False", "False", "True"]
+    logs = {s: next(tmp_path.glob(f"runs/*-speed-*-{s}.log")).read_text() for s in ("plain_trl", "trl_defaults")}
+    assert "gradient_checkpointing: False" in logs["plain_trl"]
+    assert "gradient_checkpointing: True" in logs["trl_defaults"]
+    assert "speed-Meta-Llama-3-8B-none-0 vs TRL's defaults (checkpointing on):" in done.stdout
     for side, r in speed.items():
         assert r["status"] == "ok", (side, r, done.stdout)
         assert int(r["tokens"]) == 2 * 2 * 32 and float(r["train_s"]) > 0 and float(r["tokens_per_s"]) > 0
         assert float(r["wall_s"]) > float(r["train_s"])
         assert int(r["estimate_total"]) > 0     # `finetune count --json`'s memory total, for both rows
     # Same data, seed and LoRA: the first step's loss agrees.
-    assert float(speed["finetune"]["first_loss"]) == pytest.approx(float(speed["plain_trl"]["first_loss"]), abs=0.01)
+    for baseline in ("plain_trl", "trl_defaults"):
+        assert float(speed["finetune"]["first_loss"]) == pytest.approx(float(speed[baseline]["first_loss"]), abs=0.01)
     # Ragged text: both sides train the same real tokens, fewer than full rows would hold.
     ragged = {r["side"]: r for r in rows if r["kind"] == "ragged"}
     assert {r["status"] for r in ragged.values()} == {"ok"}, done.stdout
@@ -57,7 +65,7 @@ def test_kernels_add_a_liger_row_to_each_speed_pair_only(tmp_path):
     from bench_gpu import run_file
     from gpu_plan import plan
 
-    args = Namespace(kernels=True, reps=1, models=["Qwen2.5-0.5B"], ragged_models=[], qlora_models=["Meta-Llama-3-8B"],
+    args = Namespace(kernels=True, trl_defaults=False, reps=1, models=["Qwen2.5-0.5B"], ragged_models=[], qlora_models=["Meta-Llama-3-8B"],
                      grid_models=[], smoke=False, batch=4, length=1024, steps=25)
     rows = plan(args)
     speed = {r.side for r in rows if r.kind == "speed"}
@@ -79,7 +87,7 @@ def test_a_pair_is_planned_whole_or_not_at_all(capsys):
     from bench_gpu import show_plan
     from gpu_plan import GPU, plan
 
-    args = Namespace(kernels=False, reps=1, models=["Meta-Llama-3-8B"], ragged_models=["Meta-Llama-3-8B"],
+    args = Namespace(kernels=False, trl_defaults=False, reps=1, models=["Meta-Llama-3-8B"], ragged_models=["Meta-Llama-3-8B"],
                      qlora_models=[], grid_models=[], smoke=False, batch=4, length=1024, steps=25, budget_s=250,
                      cache="/nonexistent")
     show_plan(plan(args), GPU, args)
