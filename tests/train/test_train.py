@@ -121,15 +121,19 @@ def test_chat_without_generation_markers_trains_on_the_last_reply(tmp_path, caps
     assert "examples are longer than data.max_length=16 tokens and will be truncated" in out
 
 
-def test_bf16_adapters_read_their_input_as_is_with_the_same_curve_and_answers(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_bf16_adapters_read_their_input_as_is_with_the_same_curve_and_answers(tmp_path, capsys, monkeypatch,
+                                                                              checkpointing):
     """Over a bfloat16 base under bf16 (autocast, on the CPU too) the job's adapters skip PEFT's float32 copy of
-    their input (finetune/model/adapter_inputs.py): the same losses to the bit as PEFT's own path, and the answers generated at
-    each evaluation, outside autocast, where the input must still be cast, are the same."""
+    their input (finetune/model/adapter_inputs.py): the same losses to the bit as PEFT's own path, and the answers
+    generated at each evaluation, outside autocast, where the input must still be cast, are the same. With
+    gradient checkpointing too, whose recomputation in the backward pass runs under the forward's autocast."""
     import finetune.model.adapter_inputs as adapter_inputs
 
     def run(name):
         path, folder = write_run(tmp_path, name=name, model={"dtype": "bfloat16"}, data={"eval_size": 0.1},
-                                 training={"bf16": True, "max_steps": 6, "eval_steps": 3})
+                                 training={"bf16": True, "max_steps": 6, "eval_steps": 3,
+                                           "gradient_checkpointing": checkpointing})
         assert main(path) == 0
         answers = [(r["step"], r["answer"]) for r in map(json.loads, folder.samples_file.read_text().splitlines())]
         return capsys.readouterr().out, losses(folder), answers
