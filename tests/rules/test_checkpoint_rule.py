@@ -10,7 +10,7 @@ from finetune.adapter import source
 from finetune.jobs import history
 from finetune.runfile import RunConfig
 from finetune.train import checkpoints
-from finetune.train.job import folder_problems
+from finetune.train.resume import folder_problems
 from finetune.train.runfolder import RunFolder
 
 

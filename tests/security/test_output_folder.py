@@ -85,7 +85,7 @@ def test_resume_skips_a_checkpoint_whose_save_did_not_finish(tmp_path, capsys):
 
 def test_resume_with_only_incomplete_checkpoints_is_one_line(tmp_path):
     from finetune.runfile import RunConfig
-    from finetune.train.job import folder_problems
+    from finetune.train.resume import folder_problems
 
     fake_checkpoint(tmp_path, 5, complete=False)
     run = RunConfig.from_dict({"training": {"output_dir": str(tmp_path)}})

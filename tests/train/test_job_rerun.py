@@ -6,7 +6,8 @@ import yaml
 
 from finetune.demo import RUN_FILE
 from finetune.runfile import load_run
-from finetune.train.job import fresh_demo_folder, main
+from finetune.train.job import main
+from finetune.train.resume import fresh_demo_folder
 from finetune.train.runfolder import RunFolder
 
 
