@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))   # tiny_configs
+sys.path.insert(0, str(ROOT / "tests"))   # tiny_configs, memory_probe
 
 CPU_MODEL = dict(model_type="llama", hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
                  num_attention_heads=16, num_key_value_heads=4, vocab_size=8192, max_position_embeddings=4096)
@@ -41,22 +41,19 @@ def build(name: str | None, device: str):
     return get_peft_model(base, LoraConfig(r=16, lora_alpha=16, target_modules=ALL7, init_lora_weights=False))
 
 
-def step(model, ids, kept: dict | None = None):
-    """One forward and backward under bf16 autocast; the loss. With `kept`, the saved tensors' bytes by storage."""
+def step(model, ids, counting=False) -> tuple:
+    """One forward and backward under bf16 autocast: (the loss, the bytes autograd kept for the backward pass,
+    each storage once and the parameters left out; 0 unless `counting`)."""
     import contextlib
 
     import torch
+    from memory_probe import saved_bytes
 
-    def pack(t):
-        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if kept is not None \
-        else contextlib.nullcontext()
-    with hooks, torch.autocast(ids.device.type, dtype=torch.bfloat16):
+    with saved_bytes(model) if counting else contextlib.nullcontext({}) as kept, \
+            torch.autocast(ids.device.type, dtype=torch.bfloat16):
         loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
-    return loss.detach()
+    return loss.detach(), sum(kept.values())
 
 
 def measure(model, ids, steps: int) -> dict:
@@ -67,9 +64,7 @@ def measure(model, ids, steps: int) -> dict:
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-    loss = step(model, ids, kept)
+    loss, kept = step(model, ids, counting=True)
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     times = []
     for _ in range(steps):
@@ -80,7 +75,7 @@ def measure(model, ids, steps: int) -> dict:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return {"loss": loss, "grads": grads, "times": times, "peak": torch.cuda.max_memory_allocated() if cuda else 0,
-            "kept": sum(b for k, b in kept.items() if k not in params)}
+            "kept": kept}
 
 
 def main() -> None:

@@ -120,9 +120,10 @@ def add_job_loss(model) -> None:
     add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
 
 
-def saved_activation_bytes(model, input_ids, attention_mask=None, context=None) -> int:
-    """Bytes autograd saves for backward during one forward with the job's loss (add_job_loss first), each
-    storage once, parameters and quantized weights left out. The forward's own output is then released."""
+@contextlib.contextmanager
+def saved_bytes(model):
+    """Within it, what autograd saves for backward: {storage: bytes}, each storage once, the model's parameters
+    (and quantized weights) and meta tensors left out; sum its values once the forward is done."""
     import torch
 
     params = {_storage_key(p) for p in model.parameters()}
@@ -135,7 +136,14 @@ def saved_activation_bytes(model, input_ids, attention_mask=None, context=None) 
                 seen[key] = t.untyped_storage().nbytes()
         return t
 
-    with context or contextlib.nullcontext(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield seen
+
+
+def saved_activation_bytes(model, input_ids, attention_mask=None, context=None) -> int:
+    """Bytes autograd saves for backward during one forward with the job's loss (add_job_loss first), each
+    storage once, parameters and quantized weights left out. The forward's own output is then released."""
+    with context or contextlib.nullcontext(), saved_bytes(model) as seen:
         out = model(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids, fused_lm_head=True)
     del out
     return sum(seen.values())
@@ -196,7 +204,6 @@ def method_step(run_path: str, workdir: str) -> dict:
     model = load_model(plan.run.model, plan.run.training.gradient_checkpointing)
     trainer = build_trainer(plan, model, [Probe()])
     base = trainer.model.get_base_model()
-    params = {_storage_key(p) for p in trainer.model.parameters()}
 
     def before(module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -220,15 +227,7 @@ def method_step(run_path: str, workdir: str) -> dict:
     def kept_loss(*args, **kwargs):
         if not window["on"]:
             return compute_loss(*args, **kwargs)
-        seen: dict[int, int] = {}
-
-        def pack(t):
-            key = _storage_key(t) if t.device.type != "meta" else None
-            if key is not None and key not in params:
-                seen[key] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with saved_bytes(trainer.model) as seen:
             out = compute_loss(*args, **kwargs)
         found["saved"] = sum(seen.values())
         return out

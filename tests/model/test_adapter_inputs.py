@@ -4,6 +4,7 @@ straight to the matmul."""
 
 import pytest
 import torch
+from memory_probe import saved_bytes
 from peft import LoraConfig, get_peft_model
 from tiny_configs import TINY
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -34,20 +35,13 @@ def step(model, ids, autocast=True):
                 Casts.n += 1
             return func(*args, **(kwargs or {}))
 
-    kept: dict[int, int] = {}
-
-    def pack(t):
-        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
     context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else torch.autocast("cpu", enabled=False)
-    with Casts(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), context:
+    with Casts(), saved_bytes(model) as kept, context:
         loss = model(input_ids=ids, labels=ids).loss
     with Casts():
         loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    return loss.detach(), grads, Casts.n, sum(b for k, b in kept.items() if k not in params)
+    return loss.detach(), grads, Casts.n, sum(kept.values())
 
 
 IDS = torch.randint(3, 90, (2, 24), generator=torch.Generator().manual_seed(0))
